@@ -1,0 +1,42 @@
+# modgraph: `make book` builds the companion book, `make test` tests everything.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= auto
+NB ?=
+P ?=
+
+.PHONY: setup test book figure clean clean-models help
+
+help:
+	@echo "make book [PROFILE=smoke|quick|fast|paper]   execute changed notebooks, build the book"
+	@echo "make figure NB=01_curves P='-p k 5'          rerun one notebook with overrides, rebuild"
+	@echo "make test                                     unit tests + the smoke book"
+	@echo "make setup | clean | clean-models"
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[test]"
+	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 --display-name "Python 3 (modgraph)"
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest -q
+	$(BIN)/python -m modgraph.book build --profile smoke
+
+book: setup
+	$(BIN)/python -m modgraph.book build --profile $(PROFILE)
+
+figure: setup
+	@test -n "$(NB)" || { echo "usage: make figure NB=<notebook> [P='-p name value ...'] [PROFILE=...]"; exit 2; }
+	$(BIN)/python -m modgraph.book figure $(NB) --profile $(PROFILE) $(P)
+
+clean:
+	rm -rf _build results/*/stamps
+
+clean-models:
+	rm -rf data/models
