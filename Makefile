@@ -6,11 +6,14 @@ BIN := $(VENV)/bin
 PROFILE ?= auto
 NB ?=
 P ?=
+FORCE ?=
+BOOK_FLAGS := $(if $(filter 1 yes true,$(FORCE)),--force)
 
 .PHONY: setup test book figure clean clean-models help
 
 help:
 	@echo "make book [PROFILE=smoke|quick|fast|paper]   execute changed notebooks, build the book"
+	@echo "          [FORCE=1]                          execute a GPU profile's stale notebooks without CUDA"
 	@echo "make figure NB=01_curves P='-p k 5'          rerun one notebook with overrides, rebuild"
 	@echo "make test                                     unit tests + the smoke book"
 	@echo "make setup | clean | clean-models"
@@ -29,14 +32,15 @@ test: setup
 	$(BIN)/python -m modgraph.book build --profile smoke
 
 book: setup
-	$(BIN)/python -m modgraph.book build --profile $(PROFILE)
+	$(BIN)/python -m modgraph.book build --profile $(PROFILE) $(BOOK_FLAGS)
 
 figure: setup
 	@test -n "$(NB)" || { echo "usage: make figure NB=<notebook> [P='-p name value ...'] [PROFILE=...]"; exit 2; }
-	$(BIN)/python -m modgraph.book figure $(NB) --profile $(PROFILE) $(P)
+	$(BIN)/python -m modgraph.book figure $(NB) --profile $(PROFILE) $(BOOK_FLAGS) $(P)
 
+# Build outputs only: the committed results (and stamps) of GPU profiles stay.
 clean:
-	rm -rf _build results/*/stamps
+	rm -rf _build results/smoke/stamps results/quick/stamps results/*-custom
 
 clean-models:
 	rm -rf data/models

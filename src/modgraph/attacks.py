@@ -1,0 +1,361 @@
+"""Adversarial examples from AdverTorch attacks, in pixel space.
+
+Six AdverTorch 0.2.3 attacks are registered in :data:`ATTACKS` with the
+library's default parameters (the paper used the defaults):
+
+- ``fgsm``: ``GradientSignAttack``, eps=0.3
+- ``pgd``: ``LinfPGDAttack``, eps=0.3, nb_iter=40, eps_iter=0.01, rand_init=True
+- ``jsma``: ``JacobianSaliencyMapAttack``, theta=1.0, gamma=1.0
+- ``cw``: ``CarliniWagnerL2Attack``, confidence=0, learning_rate=0.01,
+  binary_search_steps=9, max_iterations=10000, abort_early=True, initial_const=0.001
+- ``onepixel``: ``SinglePixelAttack``, max_pixels=100
+- ``localsearch``: ``LocalSearchAttack``, p=1.0, r=1.5, d=5, t=5, k=1, round_ub=10,
+  seed_ratio=0.1, max_nb_seeds=128
+
+eps=0.3 is AdverTorch's (MNIST-sized) default, a large perturbation for
+natural images; it is kept because the paper kept the defaults.
+
+Fixed for every attack: ``clip_min=0``, ``clip_max=1``, untargeted, the
+default loss, ``num_classes`` read from the model's output, and the
+``comply_*`` flags off (they reseed NumPy's global generator). Every other
+parameter can be changed with ``overrides`` (e.g. fewer CW iterations for a
+smoke run); the values used are recorded in :attr:`AdversarialResult.params`.
+:attr:`AttackSpec.released_code` holds the settings of the authors' released
+script where they differ from the defaults: it ran CW with
+``max_iterations=200``.
+
+Pixel space. Attacks perturb and clip images in ``[0, 1]``; every modgraph
+model normalises its input itself, so clipping keeps the adversarial images
+valid images. The authors' released code fed *normalised* tensors to the
+attacks with the same ``clip_min=0, clip_max=1``, which clips the normalised
+values (and so the image) rather than the pixels; the numbers here are not
+affected by that.
+
+JSMA is a targeted attack in AdverTorch; here it targets the runner-up class
+(the clean image's most likely wrong class), the cheapest target, and a
+sample counts as a success when its prediction differs from the true label.
+(The released script set ``targeted=False`` on JSMA and passed the true
+labels; AdverTorch 0.2.3 then returns correctly classified images unchanged.)
+Its memory grows as ``batch * (C*H*W)**2`` (pairs of input features), hence
+its small default batch. AdverTorch draws random numbers (PGD's start, the
+pixel searches) from PyTorch's global generator; they run inside
+``torch.random.fork_rng`` seeded with ``seed``, so results repeat and the
+caller's generator state is left untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from modgraph import provenance
+from modgraph.compat import advertorch_attacks
+from modgraph.registry import Registry
+
+__all__ = ["AttackSpec", "ATTACKS", "AdversarialResult", "adversarial_examples", "attack_params"]
+
+_PIXEL_RANGE = {"clip_min": 0.0, "clip_max": 1.0}
+
+
+def _runner_up(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The most likely class other than ``labels``: ``(B, K), (B,) -> (B,)``."""
+    masked = logits.clone()
+    masked[torch.arange(len(labels)), labels] = -math.inf
+    return masked.argmax(dim=1)
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One registered attack: its AdverTorch class and tunable defaults.
+
+    ``params`` are the overridable constructor arguments with AdverTorch's
+    defaults; ``fixed`` are pinned; ``num_classes`` tells whether the class
+    needs the number of classes; ``target`` maps ``(clean logits, labels)`` to
+    the labels given to ``perturb`` (``None``: the true labels, untargeted);
+    ``pixel_cap`` names a parameter capped at the image's pixel count;
+    ``batch_size`` is the default batch.
+    """
+
+    name: str
+    advertorch_class: str
+    params: Mapping[str, Any]
+    fixed: Mapping[str, Any]
+    description: str
+    num_classes: bool = False
+    target: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    pixel_cap: str | None = None
+    batch_size: int = 100
+    released_code: Mapping[str, Any] = field(default_factory=dict)
+
+
+ATTACKS: Registry[AttackSpec] = Registry("attack")
+
+for _spec in (
+    AttackSpec(
+        "fgsm", "GradientSignAttack", {"eps": 0.3},
+        {**_PIXEL_RANGE, "targeted": False, "loss_fn": None},
+        "fast gradient sign method, one step of size eps (Goodfellow et al. 2015)",
+    ),
+    AttackSpec(
+        "pgd", "LinfPGDAttack", {"eps": 0.3, "nb_iter": 40, "eps_iter": 0.01, "rand_init": True},
+        {**_PIXEL_RANGE, "targeted": False, "loss_fn": None},
+        "projected gradient descent in the Linf ball of radius eps (Madry et al. 2018)",
+    ),
+    AttackSpec(
+        "jsma", "JacobianSaliencyMapAttack", {"theta": 1.0, "gamma": 1.0},
+        {**_PIXEL_RANGE, "loss_fn": None, "comply_cleverhans": False},
+        "Jacobian saliency map attack towards the runner-up class (Papernot et al. 2016)",
+        num_classes=True, target=_runner_up, batch_size=4,
+    ),
+    AttackSpec(
+        "cw", "CarliniWagnerL2Attack",
+        {"confidence": 0.0, "learning_rate": 0.01, "binary_search_steps": 9,
+         "max_iterations": 10000, "abort_early": True, "initial_const": 1e-3},
+        {**_PIXEL_RANGE, "targeted": False, "loss_fn": None},
+        "Carlini-Wagner L2 attack (Carlini & Wagner 2017)",
+        num_classes=True, released_code={"max_iterations": 200},
+    ),
+    AttackSpec(
+        "onepixel", "SinglePixelAttack", {"max_pixels": 100},
+        {**_PIXEL_RANGE, "targeted": False, "loss_fn": None, "comply_with_foolbox": False},
+        "sets single pixels to 0 or 1, up to max_pixels random pixels (Narodytska & Kasiviswanathan 2017)",
+        pixel_cap="max_pixels", batch_size=10,
+    ),
+    AttackSpec(
+        "localsearch", "LocalSearchAttack",
+        {"p": 1.0, "r": 1.5, "d": 5, "t": 5, "k": 1, "round_ub": 10,
+         "seed_ratio": 0.1, "max_nb_seeds": 128},
+        {**_PIXEL_RANGE, "targeted": False, "loss_fn": None, "comply_with_foolbox": False},
+        "greedy local search over pixel neighbourhoods (Narodytska & Kasiviswanathan 2017)",
+        batch_size=10,
+    ),
+):
+    ATTACKS.register(_spec.name, _spec)
+
+
+def _coerce(attack: str, name: str, default: Any, value: Any) -> Any:
+    """``value`` converted to the type of ``default``; ``ValueError`` if it does not fit."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{attack}: parameter {name!r} must be True or False, got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{attack}: parameter {name!r} must be a finite number, got {value!r}")
+    if isinstance(default, float):
+        return float(value)
+    if float(value) != int(value):
+        raise ValueError(f"{attack}: parameter {name!r} must be an integer, got {value!r}")
+    return int(value)
+
+
+def attack_params(attack: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The tunable parameters of ``attack``: defaults updated with ``overrides``.
+
+    Unknown parameter names raise ``ValueError`` listing the valid ones.
+    """
+    spec = ATTACKS.get(attack)
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(spec.params))
+    if unknown:
+        raise ValueError(
+            f"{spec.name}: unknown parameter(s) {', '.join(unknown)}; "
+            f"valid choices: {', '.join(sorted(spec.params))}"
+        )
+    return {k: _coerce(spec.name, k, v, overrides.get(k, v)) for k, v in spec.params.items()}
+
+
+@dataclass(frozen=True, eq=False)
+class AdversarialResult:
+    """Successful adversarial examples of one attack and how they were made.
+
+    ``images``, ``clean``: ``(n_found, C, H, W)`` in ``[0, 1]``; ``labels``
+    (true), ``predictions`` (on ``images``) and ``indices`` (into the input):
+    ``(n_found,)``. ``success_rate`` is successes / attacked (correctly
+    classified inputs that were attacked); ``mean_l2`` and ``mean_linf`` are
+    mean per-sample perturbation norms (``nan`` when nothing was found).
+    """
+
+    attack: str
+    images: torch.Tensor
+    clean: torch.Tensor
+    labels: torch.Tensor
+    predictions: torch.Tensor
+    indices: torch.Tensor
+    n_requested: int
+    n_attacked: int
+    success_rate: float
+    mean_l2: float
+    mean_linf: float
+    wall_time_s: float
+    params: dict[str, Any]
+    seed: int
+    code_version: str
+
+    @property
+    def n_found(self) -> int:
+        """How many adversarial examples were kept."""
+        return len(self.indices)
+
+    def metrics(self) -> dict[str, Any]:
+        """The scalar outcome: counts, success rate, norms, time."""
+        return {
+            "n_requested": self.n_requested, "n_found": self.n_found, "n_attacked": self.n_attacked,
+            "success_rate": self.success_rate, "mean_l2": self.mean_l2,
+            "mean_linf": self.mean_linf, "wall_time_s": self.wall_time_s,
+        }
+
+    def save(self, path: Path) -> None:
+        """Atomically save tensors, parameters, metrics and code version (``torch.save``)."""
+        provenance.atomic_torch_save(
+            {
+                "attack": self.attack, "params": self.params, "seed": self.seed,
+                "code_version": self.code_version, "metrics": self.metrics(),
+                "tensors": {k: getattr(self, k) for k in ("images", "clean", "labels", "predictions", "indices")},
+            },
+            Path(path),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> AdversarialResult:
+        """Read a result written by :meth:`save`."""
+        blob = torch.load(Path(path), map_location="cpu", weights_only=False)
+        m = blob["metrics"]
+        return cls(
+            attack=blob["attack"], **blob["tensors"], n_requested=m["n_requested"],
+            n_attacked=m["n_attacked"], success_rate=m["success_rate"], mean_l2=m["mean_l2"],
+            mean_linf=m["mean_linf"], wall_time_s=m["wall_time_s"], params=blob["params"],
+            seed=blob["seed"], code_version=blob["code_version"],
+        )
+
+
+@contextmanager
+def _frozen(model: nn.Module) -> Iterator[None]:
+    """Evaluation mode and no parameter gradients; every module's mode and flag restored afterwards."""
+    modes = [(module, module.training) for module in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        for module, training in modes:
+            module.training = training
+
+
+def _check_inputs(images: torch.Tensor, labels: torch.Tensor, n: int, batch_size: int) -> None:
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+    if labels.shape != (len(images),):
+        raise ValueError(f"labels must have shape ({len(images)},), got {tuple(labels.shape)}")
+    if not images.is_floating_point() or labels.is_floating_point():
+        raise ValueError("images must be floating point and labels integer class indices")
+    if len(images) and (images.min() < 0 or images.max() > 1):
+        raise ValueError(
+            f"images must be in pixel space [0, 1] (models normalise internally), "
+            f"got range [{float(images.min()):.3g}, {float(images.max()):.3g}]"
+        )
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (n, batch_size)):
+        raise ValueError(f"n and batch_size must be positive integers, got n={n!r}, batch_size={batch_size!r}")
+
+
+def _batched_logits(model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(images[i:i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)])
+
+
+def adversarial_examples(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    attack: str,
+    n: int,
+    *,
+    batch_size: int | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> AdversarialResult:
+    """Up to ``n`` successful untargeted adversarial examples of ``attack``.
+
+    ``images``: ``(N, C, H, W)`` in ``[0, 1]``; ``labels``: ``(N,)`` true
+    classes. Correctly classified inputs are attacked in input order, in
+    batches of ``batch_size`` (default: the attack's), until ``n`` succeed or
+    the inputs run out; fewer than ``n`` gives a warning and a result with
+    ``n_found < n_requested``. ``device`` defaults to the model's; a given
+    device moves the model there. ``overrides`` change attack parameters (see
+    :func:`attack_params`). Same ``seed``, same result.
+    """
+    spec = ATTACKS.get(attack)
+    params = attack_params(spec.name, overrides)
+    images = torch.as_tensor(images)
+    labels = torch.as_tensor(labels)
+    batch_size = spec.batch_size if batch_size is None else batch_size
+    _check_inputs(images, labels, n, batch_size)
+    images, labels = images.float().cpu(), labels.long().cpu()
+    device = torch.device(next(model.parameters(), torch.empty(0)).device if device is None else device)
+    model.to(device)
+    if spec.pixel_cap:
+        params[spec.pixel_cap] = min(params[spec.pixel_cap], images.shape[2] * images.shape[3])
+
+    start = time.perf_counter()
+    c, h, w = images.shape[1:]
+    no_index = torch.empty(0, dtype=torch.long)
+    kept = [(torch.empty(0, c, h, w), torch.empty(0, c, h, w), no_index, no_index, no_index)]
+    n_attacked = n_success = 0
+    with _frozen(model):
+        logits = _batched_logits(model, images, batch_size, device)
+        if len(labels) and (labels.min() < 0 or labels.max() >= logits.shape[1]):
+            raise ValueError(f"labels must be class indices in [0, {logits.shape[1]}), the model's output size")
+        candidates = torch.nonzero(logits.argmax(dim=1) == labels).flatten()
+        extra = {"num_classes": logits.shape[1]} if spec.num_classes else {}
+        attacker = getattr(advertorch_attacks(), spec.advertorch_class)(model, **spec.fixed, **extra, **params)
+        batches = [candidates[i:i + batch_size] for i in range(0, len(candidates), batch_size)]
+        forked = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=forked), tqdm(
+            total=len(batches), desc=spec.name, disable=not progress, leave=False
+        ) as bar:
+            torch.manual_seed(seed)
+            for idx in batches:
+                x, y = images[idx].to(device), labels[idx].to(device)
+                target = y if spec.target is None else spec.target(logits[idx], labels[idx]).to(device)
+                adv = attacker.perturb(x, target).detach()
+                pred = _batched_logits(model, adv, batch_size, device).argmax(dim=1)
+                ok = pred != labels[idx]
+                n_attacked += len(idx)
+                n_success += int(ok.sum())
+                kept.append((adv.cpu()[ok], images[idx][ok], labels[idx][ok], pred[ok], idx[ok]))
+                bar.update()
+                if n_success >= n:
+                    break
+    wall = time.perf_counter() - start
+
+    adv_images, clean, true, pred, index = (torch.cat(part)[:n] for part in zip(*kept))
+    delta = (adv_images - clean).flatten(1)
+    if len(index) < n:
+        warnings.warn(
+            f"{spec.name}: found {len(index)} of {n} requested adversarial examples "
+            f"({n_attacked} correctly classified inputs attacked of {len(images)} given)",
+            stacklevel=2,
+        )
+    return AdversarialResult(
+        attack=spec.name, images=adv_images, clean=clean, labels=true, predictions=pred, indices=index,
+        n_requested=n, n_attacked=n_attacked,
+        success_rate=n_success / n_attacked if n_attacked else math.nan,
+        mean_l2=float(delta.norm(dim=1).mean()) if len(index) else math.nan,
+        mean_linf=float(delta.abs().amax(dim=1).mean()) if len(index) else math.nan,
+        wall_time_s=wall, params=params, seed=seed, code_version=provenance.code_version(),
+    )

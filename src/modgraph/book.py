@@ -1,0 +1,526 @@
+"""The book: execute the section notebooks with papermill per profile, then build it with Jupyter Book.
+
+``python -m modgraph.book build --profile P`` executes each notebook listed in
+``_toc.yml`` whose template, parameters or library changed since its last run
+(a stamp per notebook under ``results/<P>/stamps/``), then builds the book
+from a staged source tree into ``_build/<P>/``.
+``python -m modgraph.book figure NB --profile P -p name value ...`` reruns one
+notebook with parameter overrides into ``results/<P>-custom/`` and builds
+``_build/<P>-custom/`` with that page replaced.
+
+Profiles are the files ``params/<profile>.yml`` (schema at the top of each);
+``auto`` means ``fast`` where CUDA is available and ``quick`` elsewhere. A
+profile marked ``gpu: true`` publishes its results in git: without CUDA its
+up-to-date results are reused, and stale ones stop the build unless forced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import filecmp
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from modgraph import paths, provenance
+
+__all__ = [
+    "BookError",
+    "NotebookFailed",
+    "Profile",
+    "RESERVED",
+    "list_profiles",
+    "get_profile",
+    "notebook_names",
+    "notebook_parameters",
+    "notebook_params",
+    "parse_overrides",
+    "library_hash",
+    "stamp",
+    "stale_reason",
+    "execute_notebook",
+    "build_html",
+    "run_book",
+    "run_figure",
+    "main",
+]
+
+RESERVED = ("profile", "output")
+"""Parameters the book tool sets in every notebook: the profile name and the results folder name."""
+
+AUTO = {"cuda": "fast", "cpu": "quick"}
+"""What ``--profile auto`` resolves to, with and without CUDA."""
+
+KERNEL = "python3"
+CUSTOM_SUFFIX = "-custom"
+_PROFILE_KEYS = {"description", "gpu"}
+
+
+class BookError(RuntimeError):
+    """The book cannot be built as asked (stale GPU results, a failed build); the message says why."""
+
+
+class NotebookFailed(BookError):
+    """A notebook raised while executing; the partial notebook is kept for inspection."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One ``params/<name>.yml``: its description, GPU flag and parameter blocks."""
+
+    name: str
+    description: str
+    gpu: bool
+    defaults: Mapping[str, Any]
+    notebooks: Mapping[str, Mapping[str, Any]]
+
+
+def list_profiles() -> list[str]:
+    """Names of the profiles (``params/*.yml``), sorted."""
+    return sorted(p.stem for p in paths.params_dir().glob("*.yml"))
+
+
+def get_profile(name: str) -> Profile:
+    """Load ``params/<name>.yml`` (``auto`` resolved); ``ValueError`` listing valid names."""
+    valid = list_profiles()
+    if name == "auto":
+        name = AUTO["cuda"] if _cuda_available() else AUTO["cpu"]
+    if name not in valid:
+        raise ValueError(f"unknown profile {name!r}; valid choices: auto, {', '.join(valid)}")
+    path = paths.params_dir() / f"{name}.yml"
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path} must be a mapping with 'profile', 'defaults' and per-notebook blocks")
+    meta = raw.pop("profile", None) or {}
+    defaults = raw.pop("defaults", None) or {}
+    if not isinstance(meta, dict) or set(meta) - _PROFILE_KEYS:
+        raise ValueError(f"{path}: 'profile' must be a mapping with keys {sorted(_PROFILE_KEYS)}, got {meta!r}")
+    for block, value in [("defaults", defaults), *raw.items()]:
+        if not isinstance(value, dict):
+            raise ValueError(f"{path}: block {block!r} must be a mapping of parameter -> value")
+        reserved = set(value) & set(RESERVED)
+        if reserved:
+            raise ValueError(f"{path}: block {block!r} sets {sorted(reserved)}, which the book tool sets itself")
+    return Profile(name, str(meta.get("description", "")), bool(meta.get("gpu", False)), defaults,
+                   {str(k): v for k, v in raw.items()})
+
+
+def notebook_names(toc: Path | None = None) -> list[str]:
+    """The notebooks listed in ``_toc.yml`` (entries ``notebooks/<name>``), in book order."""
+    toc = toc or paths.root() / "_toc.yml"
+    if not toc.is_file():
+        raise ValueError(f"no table of contents at {toc}")
+    names: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            file = node.get("file")
+            if isinstance(file, str) and Path(file).parent.as_posix() == "notebooks":
+                names.append(Path(file).stem)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(yaml.safe_load(toc.read_text()))
+    return names
+
+
+def _template(notebook: str) -> Path:
+    names = notebook_names()
+    if notebook not in names:
+        raise ValueError(f"unknown notebook {notebook!r}; valid choices: {', '.join(names)}")
+    path = paths.notebooks_dir() / f"{notebook}.ipynb"
+    if not path.is_file():
+        raise ValueError(f"notebook {notebook!r} is listed in _toc.yml but {path} does not exist")
+    return path
+
+
+def notebook_parameters(notebook: str) -> dict[str, Any]:
+    """The parameters declared in the notebook's ``parameters`` cell: name -> default value.
+
+    A default that is not a Python literal maps to ``None`` (accepts any type).
+    """
+    import papermill
+
+    path = _template(notebook)
+    declared = papermill.inspect_notebook(str(path))
+    missing = [name for name in RESERVED if name not in declared]
+    if missing:
+        raise ValueError(f"{path}: the cell tagged 'parameters' must declare {', '.join(RESERVED)}; "
+                         f"missing {', '.join(missing)}")
+    out = {}
+    for name, info in declared.items():
+        try:
+            out[name] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            out[name] = None
+    return out
+
+
+def _check_value(notebook: str, name: str, value: Any, default: Any) -> None:
+    kind = type(default)
+    if default is None or value is None:
+        return
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif kind in (list, tuple):
+        ok = isinstance(value, (list, tuple))
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise ValueError(f"parameter {name!r} of {notebook} expects {kind.__name__} "
+                         f"(default {default!r}), got {type(value).__name__} {value!r}")
+
+
+def _validate(notebook: str, params: Mapping[str, Any], declared: Mapping[str, Any], where: str) -> None:
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        valid = ", ".join(n for n in declared if n not in RESERVED)
+        raise ValueError(f"{where}: notebook {notebook} has no parameter {', '.join(map(repr, unknown))}; "
+                         f"valid names: {valid}")
+    for name, value in params.items():
+        _check_value(notebook, name, value, declared[name])
+
+
+def notebook_params(profile: Profile, notebook: str, *, output: str | None = None) -> dict[str, Any]:
+    """The parameters ``notebook`` runs with under ``profile``: reserved, then defaults, then its block.
+
+    A ``defaults`` entry applies to each notebook that declares it; a
+    notebook's own block may only name parameters it declares.
+    """
+    declared = notebook_parameters(notebook)
+    block = profile.notebooks.get(notebook, {})
+    _validate(notebook, block, declared, f"params/{profile.name}.yml")
+    params: dict[str, Any] = {"profile": profile.name, "output": output or profile.name}
+    params.update({k: v for k, v in profile.defaults.items() if k in declared})
+    params.update(block)
+    _validate(notebook, {k: v for k, v in params.items() if k not in RESERVED}, declared,
+              f"params/{profile.name}.yml")
+    return params
+
+
+def _check_profile_blocks(profile: Profile, names: Sequence[str]) -> None:
+    unknown = sorted(set(profile.notebooks) - set(names))
+    if unknown:
+        raise ValueError(f"params/{profile.name}.yml has blocks for unknown notebooks {unknown}; "
+                         f"valid choices: defaults, {', '.join(names)}")
+    declared = set().union(*(notebook_parameters(n) for n in names)) if names else set()
+    unused = sorted(set(profile.defaults) - declared)
+    if unused:
+        raise ValueError(f"params/{profile.name}.yml: defaults {unused} are declared by no notebook")
+
+
+def parse_overrides(pairs: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """``[(name, text), ...]`` -> ``{name: value}``, each text parsed as YAML (like papermill's ``-p``)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if len(pair) != 2:
+            raise ValueError(f"each override is a name and a value (-p name value), got {list(pair)!r}")
+        name, text = pair
+        if name in RESERVED:
+            raise ValueError(f"parameter {name!r} is set by the book tool; choose the profile with --profile")
+        try:
+            out[name] = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ValueError(f"malformed value for parameter {name!r}: {text!r} ({problem})") from None
+    return out
+
+
+def library_hash() -> str:
+    """SHA-256 of every ``.py`` file of the installed ``modgraph`` package (relative paths + contents)."""
+    import modgraph
+
+    package = Path(modgraph.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def stamp(notebook: str, params: Mapping[str, Any]) -> dict[str, str]:
+    """What an execution depends on: hashes of the template, the parameters and the library."""
+    return {
+        "template": _sha(_template(notebook).read_bytes()),
+        "params": _sha(json.dumps(params, sort_keys=True).encode()),
+        "library": library_hash(),
+    }
+
+
+def _stamp_path(output: str, notebook: str) -> Path:
+    return paths.results_dir(output) / "stamps" / f"{notebook}.json"
+
+
+def _executed_path(output: str, notebook: str) -> Path:
+    return paths.results_dir(output) / f"{notebook}.ipynb"
+
+
+def stale_reason(notebook: str, params: Mapping[str, Any], output: str) -> str | None:
+    """Why ``results/<output>/<notebook>.ipynb`` must be (re)executed, or ``None`` if it is up to date."""
+    path = _stamp_path(output, notebook)
+    if not _executed_path(output, notebook).is_file() or not path.is_file():
+        return "never executed"
+    try:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return "stamp unreadable"
+    new = stamp(notebook, params)
+    changed = [what for what in ("template", "params", "library") if old.get(what) != new[what]]
+    return f"{' and '.join(changed)} changed" if changed else None
+
+
+def _kernel_env() -> None:
+    """Make the ``python3`` kernel this interpreter's: prefer its environment's kernelspec and PATH."""
+    os.environ["JUPYTER_PREFER_ENV_PATH"] = "1"
+    bindir = str(Path(sys.executable).parent)
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        argv0 = KernelSpecManager().get_kernel_spec(KERNEL).argv[0]
+    except NoSuchKernel:
+        return
+    if os.path.isabs(argv0) and Path(argv0).parent != Path(sys.executable).parent:
+        raise BookError(f"the Jupyter kernel {KERNEL!r} runs {argv0}, not this environment's "
+                        f"{sys.executable}; run `make setup` to install the environment's kernel")
+
+
+def execute_notebook(notebook: str, params: Mapping[str, Any], output: str, *, progress: bool = True) -> float:
+    """Execute the template with ``params`` into ``results/<output>/<notebook>.ipynb``; returns seconds.
+
+    Execution writes a temporary file that replaces the previous result only
+    on success; on failure the partial notebook moves to
+    ``_build/failed/<output>/<notebook>.ipynb`` and :class:`NotebookFailed`
+    names the notebook, the cell and the error.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    template = _template(notebook)
+    final = _executed_path(output, notebook)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    running = final.with_name(f".{notebook}.running.ipynb")
+    failed = paths.build_dir() / "failed" / output / f"{notebook}.ipynb"
+    _kernel_env()
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(template), str(running), parameters=dict(params), kernel_name=KERNEL,
+            progress_bar=progress, cwd=str(paths.root()),
+        )
+    except BaseException as err:
+        if running.is_file():
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(running, failed)
+        if isinstance(err, PapermillExecutionError):
+            message = f"{err.ename}: {err.evalue}" if err.evalue else err.ename
+            raise NotebookFailed(f"notebook {notebook} failed in cell [{err.exec_count}]: {message}\n"
+                                 f"  partial notebook kept at {failed}") from None
+        if isinstance(err, Exception):
+            raise NotebookFailed(f"notebook {notebook} failed: {type(err).__name__}: {err}\n"
+                                 f"  partial notebook kept at {failed}") from None
+        raise
+    os.replace(running, final)
+    failed.unlink(missing_ok=True)
+    return time.perf_counter() - start
+
+
+def _sync_file(src: Path, dst: Path) -> None:
+    if dst.is_file() and filecmp.cmp(src, dst, shallow=False):
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dst)
+
+
+def _stage(tag: str, pages: Mapping[str, Path]) -> Path:
+    """Copy ``_config.yml``, ``_toc.yml``, ``book/`` and the executed pages into ``_build/<tag>/src``."""
+    src = paths.build_dir() / tag / "src"
+    root = paths.root()
+    wanted: dict[Path, Path] = {src / name: root / name for name in ("_config.yml", "_toc.yml")}
+    book = root / "book"
+    if book.is_dir():
+        wanted.update({src / "book" / p.relative_to(book): p for p in book.rglob("*") if p.is_file()})
+    wanted.update({src / "notebooks" / f"{name}.ipynb": path for name, path in pages.items()})
+    for dst, origin in wanted.items():
+        if not origin.is_file():
+            raise ValueError(f"cannot build the book: {origin} does not exist")
+        _sync_file(origin, dst)
+    for path in sorted(src.rglob("*"), reverse=True):
+        if path.is_file() and path not in wanted:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    return src
+
+
+def build_html(tag: str, pages: Mapping[str, Path], *, progress: bool = True) -> Path:
+    """Stage the sources and run ``jupyter-book build`` into ``_build/<tag>/``; returns ``index.html``."""
+    src = _stage(tag, pages)
+    out = paths.build_dir() / tag
+    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
+           "build", str(src), "--path-output", str(out), "--builder", "html"]
+    result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = _ANSI.sub("", result.stdout).splitlines()
+    if result.returncode != 0:
+        raise BookError(f"jupyter-book build failed for {tag} (sources in {src}):\n" + "\n".join(_build_errors(lines)))
+    warnings = [line for line in lines if "WARNING" in line]
+    if progress and warnings:
+        print(f"jupyter-book: {len(warnings)} warning(s); first: {warnings[0]}", file=sys.stderr)
+    return out / "_build" / "html" / "index.html"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _build_errors(lines: list[str]) -> list[str]:
+    """The lines of a failed build's log that say what went wrong (not the traceback frames)."""
+    picked = [line for line in lines if "ERROR" in line]
+    for i, line in enumerate(lines):
+        if line.startswith("Exception occurred:"):
+            for detail in lines[i + 1:]:
+                if detail.startswith("The full traceback"):
+                    break
+                if detail and not detail.startswith(" "):
+                    picked.append(detail)
+    return picked or [line for line in lines if line and not line.startswith(" ")][-10:]
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _plan(profile: Profile, names: Sequence[str], *, force: bool) -> list[tuple[str, dict, str | None]]:
+    """Validate every notebook's parameters, then list (name, params, stale reason) for each."""
+    _check_profile_blocks(profile, names)
+    params = {n: notebook_params(profile, n) for n in names}
+    plan = [(n, params[n], stale_reason(n, params[n], profile.name)) for n in names]
+    stale = [(n, why) for n, _, why in plan if why]
+    if profile.gpu and stale and not force and not _cuda_available():
+        listing = "; ".join(f"{n} ({why})" for n, why in stale)
+        raise BookError(
+            f"results/{profile.name}/ is missing or stale for: {listing}. Profile {profile.name!r} needs a "
+            f"CUDA GPU: rerun `make book PROFILE={profile.name}` on a GPU machine and commit "
+            f"results/{profile.name}/, or pass FORCE=1 (--force) to execute here on the CPU (slow)."
+        )
+    return plan
+
+
+def _execute_plan(profile: Profile, plan: Sequence[tuple[str, dict, str | None]], *, progress: bool) -> None:
+    for i, (name, params, why) in enumerate(plan, 1):
+        head = f"[{i}/{len(plan)}] {name}"
+        if why is None:
+            _say(progress, f"{head}: up to date")
+            continue
+        _say(progress, f"{head}: executing ({why})")
+        new_stamp = stamp(name, params)
+        seconds = execute_notebook(name, params, profile.name, progress=progress)
+        provenance.atomic_write_json(_stamp_path(profile.name, name), {
+            **new_stamp, "wall_s": round(seconds, 1), "code_version": provenance.code_version(),
+        })
+        _say(progress, f"{head}: done in {seconds:.1f} s")
+
+
+def run_book(profile: str = "auto", *, force: bool = False, progress: bool = True) -> Path:
+    """Execute the changed notebooks of ``profile`` and build ``_build/<profile>/``; returns ``index.html``."""
+    prof = get_profile(profile)
+    names = notebook_names()
+    for name in names:
+        _template(name)
+    start = time.perf_counter()
+    _say(progress, f"book: profile {prof.name} ({prof.description or 'no description'})")
+    _execute_plan(prof, _plan(prof, names, force=force), progress=progress)
+    index = build_html(prof.name, {n: _executed_path(prof.name, n) for n in names}, progress=progress)
+    _say(progress, f"book: built in {time.perf_counter() - start:.1f} s")
+    return index
+
+
+def run_figure(notebook: str, overrides: Mapping[str, Any], profile: str = "auto", *,
+               force: bool = False, progress: bool = True) -> Path:
+    """Rerun ``notebook`` with ``overrides`` into ``results/<profile>-custom/`` and build that book variant.
+
+    Every name and value is validated before anything runs. The other pages
+    are the profile's results (executed first where stale). Returns ``index.html``.
+    """
+    prof = get_profile(profile)
+    names = notebook_names()
+    declared = notebook_parameters(notebook) if notebook in names else None
+    if declared is None:
+        raise ValueError(f"unknown notebook {notebook!r}; valid choices: {', '.join(names)}")
+    tag = prof.name + CUSTOM_SUFFIX
+    params = notebook_params(prof, notebook, output=tag)
+    _validate(notebook, dict(overrides), declared, "overrides")
+    params.update(overrides)
+    plan = [entry for entry in _plan(prof, names, force=force) if entry[0] != notebook]
+    _execute_plan(prof, plan, progress=progress)
+    _say(progress, f"{notebook}: executing with {dict(overrides)} into results/{tag}/")
+    seconds = execute_notebook(notebook, params, tag, progress=progress)
+    _say(progress, f"{notebook}: done in {seconds:.1f} s")
+    pages = {n: _executed_path(tag if n == notebook else prof.name, n) for n in names}
+    return build_html(tag, pages, progress=progress)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m modgraph.book {build,figure}``; exit 0 on success, 1 on failure, 2 on bad input."""
+    parser = argparse.ArgumentParser(prog="python -m modgraph.book", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    build = sub.add_parser("build", help="execute changed notebooks, build the book")
+    figure = sub.add_parser("figure", help="rerun one notebook with parameter overrides, rebuild")
+    figure.add_argument("notebook", help="notebook name, e.g. 01_curves")
+    figure.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="override a parameter; VALUE is parsed as YAML (e.g. -p k 5 -p archs '[vgg11]')")
+    for p in (build, figure):
+        p.add_argument("--profile", default="auto", help="params/<profile>.yml, or auto (fast with CUDA, else quick)")
+        p.add_argument("--force", action="store_true", help="execute a GPU profile's stale notebooks without CUDA")
+        p.add_argument("--quiet", action="store_true", help="no progress output")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "build":
+            index = run_book(args.profile, force=args.force, progress=not args.quiet)
+        else:
+            index = run_figure(args.notebook, parse_overrides(args.parameter), args.profile,
+                               force=args.force, progress=not args.quiet)
+    except ValueError as err:
+        print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except BookError as err:
+        print(f"{parser.prog} {args.command}: {err}", file=sys.stderr)
+        return 1
+    print(index)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,232 @@
+"""The paper's claims, the quantities that test them, and the table that reports them.
+
+A section notebook states each claim of its paper section as a :class:`Claim`
+built by :func:`check`: the measured quantity, the comparison and threshold,
+and whether it holds -- computed from the measurement, never typed by hand.
+A value that could not be measured (NaN, e.g. a data set is absent) never
+holds and carries the reason. The quantity helpers below are pure functions
+of one modularity curve (a 1-D array of Q over depth).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from modgraph.registry import Registry
+
+if TYPE_CHECKING:
+    from modgraph.curve import Curve
+
+__all__ = [
+    "Claim",
+    "COMPARISONS",
+    "check",
+    "claims_table",
+    "depth_spearman",
+    "last_layer_gap",
+    "plateau_fraction",
+    "RISE_THRESHOLD",
+    "LAST_LAYER_TOLERANCE",
+    "rises_with_depth",
+    "last_layer_highest",
+    "plateaus_in_deeper_models",
+    "curve_claims",
+    "QUOTED_ACCURACY",
+    "quoted_accuracy",
+]
+
+COMPARISONS: Registry[Callable[[float, float], bool]] = Registry("comparison")
+for _symbol, _fn in ((">", operator.gt), (">=", operator.ge), ("<", operator.lt), ("<=", operator.le)):
+    COMPARISONS.register(_symbol, _fn)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper and the measurement that tests it.
+
+    ``holds`` is ``value <op> threshold``; ``reason`` explains a claim that
+    could not be tested (empty otherwise); ``source`` points into the paper
+    (e.g. ``"Sec. 4.1, Fig. 4"``).
+    """
+
+    claim: str
+    quantity: str
+    value: float
+    op: str
+    threshold: float
+    holds: bool
+    reason: str = ""
+    source: str = ""
+
+    def as_dict(self) -> dict:
+        """A JSON-ready dict (NaN becomes ``None``)."""
+        out = asdict(self)
+        if not math.isfinite(out["value"]):
+            out["value"] = None
+        return out
+
+
+def check(
+    claim: str,
+    quantity: str,
+    value: float | None,
+    op: str,
+    threshold: float,
+    *,
+    source: str = "",
+    reason: str = "",
+) -> Claim:
+    """Test ``value <op> threshold`` and return the :class:`Claim`.
+
+    ``op`` is one of ``>``, ``>=``, ``<``, ``<=``. ``value`` ``None`` or NaN
+    means "not measured": the claim does not hold and ``reason`` (or a default
+    text) says why. ``reason`` is ignored for a measured value.
+    """
+    compare = COMPARISONS.get(op)
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating, type(None))):
+        raise ValueError(f"claim {claim!r}: value must be a number or None, got {type(value).__name__}")
+    if not isinstance(threshold, (int, float, np.integer, np.floating)) or not math.isfinite(threshold):
+        raise ValueError(f"claim {claim!r}: threshold must be a finite number, got {threshold!r}")
+    value = float("nan") if value is None else float(value)
+    if math.isnan(value):
+        return Claim(claim, quantity, value, op, float(threshold), False,
+                     reason or "not measured (value is NaN)", source)
+    return Claim(claim, quantity, value, op, float(threshold), bool(compare(value, threshold)), "", source)
+
+
+def claims_table(claims: Iterable[Claim]) -> pd.DataFrame:
+    """One row per claim: claim, quantity, measured value, test, verdict, reason, source."""
+    rows = []
+    for c in claims:
+        if not isinstance(c, Claim):
+            raise ValueError(f"claims_table expects Claim objects (from claims.check), got {type(c).__name__}")
+        rows.append({
+            "claim": c.claim,
+            "measured quantity": c.quantity,
+            "value": c.value,
+            "test": f"{c.op} {c.threshold:g}",
+            "verdict": "holds" if c.holds else "does not hold",
+            "reason": c.reason,
+            "source": c.source,
+        })
+    columns = ["claim", "measured quantity", "value", "test", "verdict", "reason", "source"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _curve(values: Sequence[float] | np.ndarray, min_len: int) -> np.ndarray:
+    q = np.asarray(values, dtype=float)
+    if q.ndim != 1:
+        raise ValueError(f"expected a 1-D curve of Q over depth, got shape {q.shape}")
+    if q.size < min_len:
+        raise ValueError(f"expected a curve of at least {min_len} layers, got {q.size}")
+    return q
+
+
+def depth_spearman(values: Sequence[float] | np.ndarray) -> float:
+    """Spearman rank correlation of Q with layer index; ``values`` (L,), L >= 3.
+
+    1 = Q never decreases with depth, -1 = it never increases; NaN for a
+    constant curve.
+    """
+    q = _curve(values, 3)
+    if np.all(q == q[0]):
+        return float("nan")
+    return float(stats.spearmanr(np.arange(q.size), q).statistic)
+
+
+def last_layer_gap(values: Sequence[float] | np.ndarray) -> float:
+    """``max(Q) - Q[-1]`` over a curve ``values`` (L,): 0 when the last layer is the most modular."""
+    q = _curve(values, 1)
+    return float(q.max() - q[-1])
+
+
+def plateau_fraction(values: Sequence[float] | np.ndarray, tol: float = 0.01) -> float:
+    """Fraction of the L-1 layer-to-layer steps of ``values`` (L,) where Q rises by less than ``tol``.
+
+    Counts plateaus and degradations: 0 for a curve that rises by at least
+    ``tol`` at every layer.
+    """
+    if not tol >= 0:
+        raise ValueError(f"tol must be >= 0, got {tol!r}")
+    q = _curve(values, 2)
+    return float(np.mean(np.diff(q) < tol))
+
+
+QUOTED_ACCURACY: dict[tuple[str, str], float] = {
+    ("cifar10", "resnet18"): 94.78,
+    ("cifar10", "vgg16"): 93.63,
+}
+"""Test accuracies (%) quoted from the paper's text; keys ``(dataset, arch)``."""
+
+
+def quoted_accuracy(dataset: str, arch: str) -> float | None:
+    """The paper's quoted test accuracy (%) for ``arch`` on ``dataset``, or ``None`` if it quotes none."""
+    return QUOTED_ACCURACY.get((dataset.lower(), arch.lower()))
+
+
+RISE_THRESHOLD = 0.5
+"""Spearman rho of Q with depth above which "Q tends to increase with depth" holds."""
+
+LAST_LAYER_TOLERANCE = 0.05
+"""``max(Q) - Q[-1]`` up to which the last layer counts as (near-)most modular."""
+
+
+def _median_over(curves: Mapping[str, "Curve"], quantity: Callable[[np.ndarray], float]) -> float:
+    values = [quantity(np.asarray(c.mean, dtype=float)) for c in curves.values()]
+    values = [v for v in values if not math.isnan(v)]
+    return float(np.median(values)) if values else float("nan")
+
+
+def _no_curves(curves: Mapping[str, "Curve"], reason: str) -> str:
+    return reason or ("no curves were measured" if not curves else "")
+
+
+def rises_with_depth(curves: Mapping[str, "Curve"], *, scope: str, source: str, reason: str = "") -> Claim:
+    """"Modularity roughly tends to increase as the layer goes deeper": median Spearman rho over models > 0.5.
+
+    ``curves`` maps model name -> Curve (empty when nothing could be measured;
+    ``reason`` then says why).
+    """
+    value = _median_over(curves, depth_spearman) if curves else None
+    return check(f"{scope}: modularity roughly tends to increase as the layer goes deeper",
+                 f"median over {len(curves)} model(s) of Spearman rho(mean Q, layer index)",
+                 value, ">", RISE_THRESHOLD, source=source, reason=_no_curves(curves, reason))
+
+
+def last_layer_highest(curves: Mapping[str, "Curve"], *, scope: str, source: str, reason: str = "") -> Claim:
+    """"The last layer is (near) the most modular": median of ``max(Q) - Q[-1]`` over models <= 0.05."""
+    value = _median_over(curves, last_layer_gap) if curves else None
+    return check(f"{scope}: the last layer has the highest or near-highest modularity",
+                 f"median over {len(curves)} model(s) of max(mean Q) - mean Q of the last layer",
+                 value, "<=", LAST_LAYER_TOLERANCE, source=source, reason=_no_curves(curves, reason))
+
+
+def plateaus_in_deeper_models(curves: Mapping[str, "Curve"], *, scope: str, source: str, reason: str = "",
+                              tol: float = 0.01) -> Claim:
+    """"Plateaus and degradation arise when the model is large for the data": across models,
+    Spearman rho(number of layers, :func:`plateau_fraction`) > 0; needs 3 models of distinct depths."""
+    depths = [len(c.layers) for c in curves.values()]
+    fractions = [plateau_fraction(np.asarray(c.mean, dtype=float), tol) for c in curves.values()]
+    value = None
+    if len(set(depths)) >= 3 and len(set(fractions)) > 1:
+        value = float(stats.spearmanr(depths, fractions).statistic)
+    elif not reason:
+        reason = (f"needs curves of at least 3 models of different depths, got {len(set(depths))}"
+                  if len(set(depths)) < 3 else "every model has the same plateau fraction")
+    return check(f"{scope}: plateaus and degradation arise when the model is large relative to the data set",
+                 f"Spearman rho across {len(curves)} model(s) of (number of layers, fraction of layer steps "
+                 f"where Q rises by < {tol:g})",
+                 value, ">", 0.0, source=source, reason=reason)
+
+
+def curve_claims(curves: Mapping[str, "Curve"], *, scope: str, source: str, reason: str = "") -> list[Claim]:
+    """The three claims about modularity curves of several models (Sec. 4, Figs. 4-5)."""
+    return [fn(curves, scope=scope, source=source, reason=reason)
+            for fn in (rises_with_depth, last_layer_highest, plateaus_in_deeper_models)]

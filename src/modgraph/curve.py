@@ -1,0 +1,309 @@
+"""Modularity curves: the k-NN graph modularity of every layer of a model, over depth.
+
+For each of ``repeats`` disjoint random sample sets of ``n`` images, every
+layer's features give one modularity value (``modgraph.graph``); a ``Curve``
+holds those values (repeats x layers) with their mean and sample standard
+deviation per layer and the metadata needed to reproduce them. The model runs
+once over the union of all samples, one layer (or group of layers) at a time,
+and sweeps over ``n``, ``k`` and the similarity reuse that single pass.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from modgraph import provenance
+from modgraph.data import sample_indices
+from modgraph.features import default_device, iter_layer_features, layer_names
+from modgraph.graph import SIMILARITIES, graph_from_neighbours, modularity, nearest_neighbours
+
+__all__ = ["Curve", "curve_from_features", "modularity_curve", "modularity_sweep"]
+
+_RESERVED = (
+    "n", "k", "similarity", "repeats", "seed", "tap", "device", "code_version", "hardware",
+    "wall_time_s", "feature_time_s", "graph_time_s",
+)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Modularity per layer and repeat.
+
+    ``layers`` (L,) in depth order; ``values`` (repeats, L) as nested tuples
+    (``array`` gives the numpy view); ``meta`` is JSON-like (model, dataset, n,
+    k, repeats, similarity, seed, tap, code_version, wall_time_s, device, ...).
+    """
+
+    layers: tuple[str, ...]
+    values: tuple[tuple[float, ...], ...]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        layers = tuple(str(name) for name in self.layers)
+        values = np.asarray(self.values, dtype=np.float64)
+        if values.ndim != 2 or values.shape[0] < 1 or values.shape[1] != len(layers) or not layers:
+            raise ValueError(
+                f"values must be (repeats >= 1, L = {len(layers)} layers) with L >= 1, got shape {values.shape}"
+            )
+        if not np.isfinite(values).all():
+            raise ValueError("curve values must be finite")
+        object.__setattr__(self, "layers", layers)
+        object.__setattr__(self, "values", tuple(tuple(float(v) for v in row) for row in values))
+        object.__setattr__(self, "meta", json.loads(json.dumps(dict(self.meta), default=provenance._jsonable)))
+
+    @property
+    def array(self) -> np.ndarray:
+        """The values as a (repeats, L) float64 array."""
+        return np.array(self.values, dtype=np.float64)
+
+    @property
+    def repeats(self) -> int:
+        """Number of repeats (sample sets)."""
+        return len(self.values)
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Mean over repeats, (L,)."""
+        return self.array.mean(axis=0)
+
+    @property
+    def std(self) -> np.ndarray:
+        """Sample standard deviation over repeats (ddof=1), (L,); zeros for a single repeat."""
+        return self.array.std(axis=0, ddof=1) if self.repeats > 1 else np.zeros(len(self.layers))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict; ``mean`` and ``std`` are included for readers, ignored by ``from_dict``."""
+        return {
+            "layers": list(self.layers),
+            "values": [list(row) for row in self.values],
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Curve:
+        """The curve ``to_dict`` described."""
+        missing = [key for key in ("layers", "values") if key not in data]
+        if missing:
+            raise ValueError(f"not a curve: missing {', '.join(missing)}")
+        return cls(layers=tuple(data["layers"]), values=data["values"], meta=dict(data.get("meta", {})))
+
+    def to_json(self, path: str | Path) -> None:
+        """Write the curve to ``path`` atomically."""
+        provenance.atomic_write_json(Path(path), self.to_dict())
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Curve:
+        """Read a curve written by ``to_json``."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per layer: depth, layer, mean, std, and ``q{r}`` for every repeat ``r``."""
+        frame = pd.DataFrame({"depth": np.arange(1, len(self.layers) + 1), "layer": self.layers,
+                              "mean": self.mean, "std": self.std})
+        for r, row in enumerate(self.values):
+            frame[f"q{r}"] = row
+        return frame
+
+    def table(self) -> str:
+        """A printable table: a header line from ``meta``, then depth, layer, mean and std per layer."""
+        m = self.meta
+        head = f"modularity curve of {m.get('model', '?')}" + (f" on {m['dataset']}" if "dataset" in m else "")
+        keys = ("n", "k", "repeats", "similarity", "tap", "seed")
+        settings = ", ".join(f"{key}={m[key]}" for key in keys if key in m)
+        body = self.to_frame()[["depth", "layer", "mean", "std"]].to_string(index=False, float_format="{:.4f}".format)
+        return f"{head}" + (f" ({settings})" if settings else "") + "\n" + body
+
+
+def curve_from_features(
+    features_by_layer: Iterable[tuple[str, torch.Tensor]] | Mapping[str, torch.Tensor],
+    labels: torch.Tensor | np.ndarray,
+    index_sets: Sequence[np.ndarray],
+    k: int = 3,
+    similarity: str = "cosine",
+    meta: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> Curve:
+    """The curve of precomputed features: one Q per index set and layer.
+
+    ``features_by_layer``: ``(name, (M, D))`` pairs in depth order (or a mapping);
+    ``labels`` (M,); ``index_sets``: equally sized 1-D integer arrays of rows.
+    """
+    items = features_by_layer.items() if isinstance(features_by_layer, Mapping) else features_by_layer
+    labels = _labels(labels, len(labels))
+    sets = _index_sets(index_sets, len(labels))
+    n = len(sets[0])
+    layers, values, seconds = _sweep_layers(items, labels, {n: sets}, (k,), (similarity,), None, progress)
+    info = {"n": n, "k": k, "repeats": len(sets), "similarity": similarity, "graph_time_s": seconds}
+    return Curve(tuple(layers), np.array(values[(similarity, n, k)]).T, {**dict(meta or {}), **info})
+
+
+def modularity_curve(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor | np.ndarray,
+    *,
+    n: int = 500,
+    k: int = 3,
+    repeats: int = 5,
+    seed: int = 0,
+    similarity: str = "cosine",
+    tap: str = "block",
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    max_bytes: int = 2**31,
+    meta: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> Curve:
+    """The modularity curve of ``model`` on ``repeats`` disjoint samples of ``n`` of ``images`` (N, 3, H, W).
+
+    Samples come from ``data.sample_indices(N, n, repeats, seed)``; ``labels`` (N,)
+    are the classes. ``meta`` adds caller information (model, dataset, ...).
+    """
+    return modularity_sweep(
+        model, images, labels, ns=(n,), ks=(k,), similarities=(similarity,), repeats=repeats, seed=seed, tap=tap,
+        batch_size=batch_size, device=device, max_bytes=max_bytes, meta=meta, progress=progress,
+    )[0]
+
+
+def modularity_sweep(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor | np.ndarray,
+    *,
+    ns: int | Sequence[int] = (500,),
+    ks: int | Sequence[int] = (3,),
+    similarities: str | Sequence[str] = ("cosine",),
+    repeats: int = 5,
+    seed: int = 0,
+    tap: str = "block",
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    max_bytes: int = 2**31,
+    meta: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> list[Curve]:
+    """One curve per setting in ``itertools.product(similarities, ns, ks)``, in that order, from one feature pass.
+
+    Each setting's samples are exactly those of ``modularity_curve`` with the
+    same ``n``, ``repeats`` and ``seed``, so every curve equals the one
+    ``modularity_curve`` gives; the k-NN lists are computed once for the largest
+    ``k`` and cut for the smaller ones. ``meta`` times (``wall_time_s``,
+    ``feature_time_s``, ``graph_time_s``) are those of the whole sweep.
+    """
+    start = time.perf_counter()
+    ns, ks, similarities = _ints(ns, "ns"), _ints(ks, "ks"), _names(similarities)
+    bad = [(n, k) for n in ns for k in ks if not 1 <= k < n]
+    if bad:
+        raise ValueError(f"every k must satisfy 1 <= k < n; invalid (n, k) settings: {bad}")
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ValueError(f"images must be a (N, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+    labels = _labels(labels, images.shape[0])
+    caller = dict(meta or {})
+    clash = sorted(set(caller) & set(_RESERVED))
+    if clash:
+        raise ValueError(f"meta may not set {', '.join(clash)}: the curve records them itself")
+    sets_by_n = {n: sample_indices(images.shape[0], n, repeats, seed) for n in ns}
+    union = np.unique(np.concatenate([idx for sets in sets_by_n.values() for idx in sets]))
+    local = {n: [np.searchsorted(union, idx) for idx in sets] for n, sets in sets_by_n.items()}
+    device = default_device() if device is None else torch.device(device)
+    n_layers = len(layer_names(model, tap))
+    stream = iter_layer_features(model, images[torch.from_numpy(union)], tap=tap, batch_size=batch_size,
+                                 device=device, max_bytes=max_bytes, progress=progress)
+    layers, values, seconds = _sweep_layers(stream, labels[union], local, ks, similarities, n_layers, progress)
+    wall = time.perf_counter() - start
+    common = {
+        "model": type(model).__name__, **caller, "repeats": repeats, "seed": seed, "tap": tap, "device": str(device),
+        "code_version": provenance.code_version(), "hardware": provenance.hardware(), "wall_time_s": wall,
+        "feature_time_s": wall - seconds, "graph_time_s": seconds,
+    }
+    return [
+        Curve(tuple(layers), np.array(values[key]).T, {**common, "n": key[1], "k": key[2], "similarity": key[0]})
+        for key in itertools.product(similarities, ns, ks)
+    ]
+
+
+def _sweep_layers(
+    stream: Iterable[tuple[str, torch.Tensor]],
+    labels: torch.Tensor | np.ndarray,
+    sets_by_n: Mapping[int, list[np.ndarray]],
+    ks: Sequence[int],
+    similarities: Sequence[str],
+    n_layers: int | None,
+    progress: bool,
+) -> tuple[list[str], dict[tuple[str, int, int], list[list[float]]], float]:
+    """Q for every layer of ``stream`` and every (similarity, n, k) setting and repeat.
+
+    Returns layer names, ``{(similarity, n, k): [per layer: [per repeat: Q]]}``
+    and the seconds spent on graphs (not waiting for features).
+    """
+    layers: list[str] = []
+    values: dict[tuple[str, int, int], list[list[float]]] = {}
+    seconds = 0.0
+    for name, X in tqdm(stream, total=n_layers, desc="modularity", unit="layer", disable=not progress, leave=False):
+        start = time.perf_counter()
+        layers.append(name)
+        if labels.shape[0] != X.shape[0]:
+            raise ValueError(f"layer {name!r} has {X.shape[0]} rows but there are {labels.shape[0]} labels")
+        for similarity, (n, sets) in itertools.product(similarities, sets_by_n.items()):
+            lists = [nearest_neighbours(X[torch.as_tensor(idx, device=X.device)], max(ks), similarity) for idx in sets]
+            for k in ks:
+                q = [modularity(graph_from_neighbours(nb[:, :k], sims[:, :k]), labels[idx])
+                     for (nb, sims), idx in zip(lists, sets)]
+                values.setdefault((similarity, n, k), []).append(q)
+        seconds += time.perf_counter() - start
+    if not layers:
+        raise ValueError("no layer features were given")
+    return layers, values, seconds
+
+
+def _index_sets(index_sets: Sequence[np.ndarray], n_rows: int) -> list[np.ndarray]:
+    sets = [np.asarray(idx) for idx in index_sets]
+    if not sets:
+        raise ValueError("index_sets is empty: give at least one set of row indices")
+    for idx in sets:
+        if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"index sets must be 1-D integer arrays, got {idx.dtype} of shape {idx.shape}")
+        if idx.size and (idx.min() < 0 or idx.max() >= n_rows):
+            raise ValueError(
+                f"index sets must lie in [0, {n_rows}) (one row per label), got [{idx.min()}, {idx.max()}]"
+            )
+    sizes = sorted({len(idx) for idx in sets})
+    if len(sizes) > 1:
+        raise ValueError(f"index sets must all have the same size, got sizes {sizes}")
+    return sets
+
+
+def _labels(labels: torch.Tensor | np.ndarray, n_images: int) -> np.ndarray:
+    array = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if array.shape != (n_images,):
+        raise ValueError(f"labels must have shape ({n_images},), one per image, got {array.shape}")
+    return array
+
+
+def _ints(values: int | Sequence[int], name: str) -> tuple[int, ...]:
+    items = (values,) if isinstance(values, (int, np.integer)) else tuple(values)
+    if not items or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in items):
+        raise ValueError(f"{name} must be a positive integer or a non-empty sequence of them, got {values!r}")
+    return tuple(dict.fromkeys(int(v) for v in items))
+
+
+def _names(similarities: str | Sequence[str]) -> tuple[str, ...]:
+    items = (similarities,) if isinstance(similarities, str) else tuple(similarities)
+    if not items:
+        raise ValueError(f"similarities is empty; valid choices: {', '.join(SIMILARITIES.names())}")
+    for name in items:
+        SIMILARITIES.get(name)
+    return tuple(dict.fromkeys(items))

@@ -1,0 +1,312 @@
+"""k-NN similarity graphs of samples and their modularity against class labels (pure functions).
+
+A layer's features ``X`` (N, D) become a graph: every sample links to its ``k``
+most similar other samples with the similarity as edge weight; the directed
+adjacency ``A`` is symmetrised as ``(A + A^T) / 2``. Newman's weighted
+modularity of the class partition of that graph is the layer's modularity.
+
+Similarities are inner products of preprocessed rows (``SIMILARITIES``):
+``cosine`` L2-normalises rows, ``pearson`` centres each row then normalises.
+A row with zero norm (for ``pearson``: a constant row) maps to the zero vector:
+its similarity to every sample, itself included, is 0.
+
+Everything runs on torch tensors (CPU or CUDA, float32 or float64; numpy arrays
+are accepted) without Python loops over nodes. The similarity matrix is never
+held whole: rows are processed in blocks of ``block_rows``, so the extra memory
+is O(block_rows * N + N * k).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from modgraph.registry import Registry
+
+__all__ = [
+    "SIMILARITIES",
+    "KnnGraph",
+    "similarity_rows",
+    "similarity_matrix",
+    "nearest_neighbours",
+    "graph_from_neighbours",
+    "knn_graph",
+    "modularity",
+    "knn_modularity",
+]
+
+SIMILARITIES: Registry[Callable[[torch.Tensor], torch.Tensor]] = Registry("similarity")
+SIMILARITIES.register("cosine", lambda x: x)
+
+
+@SIMILARITIES.register("pearson")
+def _centre_rows(x: torch.Tensor) -> torch.Tensor:
+    """Rows minus their means; constant rows become exactly zero (not rounding noise)."""
+    low, high = torch.aminmax(x, dim=1, keepdim=True)
+    return torch.where(low == high, 0, x - x.mean(dim=1, keepdim=True))
+
+
+_BLOCK_BYTES = 2**26
+
+
+@dataclass(frozen=True, eq=False)
+class KnnGraph:
+    """A symmetric weighted graph on ``n`` nodes as a coalesced edge list.
+
+    ``rows``, ``cols`` (int64) and ``weights`` (float) are 1-D of equal length,
+    sorted by (row, col); every undirected edge appears in both directions.
+    """
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    weights: torch.Tensor
+    n: int
+
+    @property
+    def nnz(self) -> int:
+        """Number of stored (directed) entries: twice the number of edges."""
+        return int(self.rows.numel())
+
+    def to_dense(self) -> torch.Tensor:
+        """The (n, n) adjacency matrix."""
+        dense = torch.zeros(self.n, self.n, dtype=self.weights.dtype, device=self.weights.device)
+        dense[self.rows, self.cols] = self.weights
+        return dense
+
+    def to_sparse(self) -> torch.Tensor:
+        """The (n, n) adjacency as a coalesced torch sparse COO tensor."""
+        indices = torch.stack([self.rows, self.cols])
+        return torch.sparse_coo_tensor(
+            indices, self.weights, (self.n, self.n), is_coalesced=True, check_invariants=False
+        )
+
+
+def similarity_rows(X: torch.Tensor | np.ndarray, similarity: str = "cosine") -> torch.Tensor:
+    """Rows ``R`` (N, D) with ``R @ R.T`` the (N, N) similarity matrix of ``X`` (N, D)."""
+    base, inv = _factors(_features(X), similarity)
+    return base * inv[:, None]
+
+
+def similarity_matrix(X: torch.Tensor | np.ndarray, similarity: str = "cosine") -> torch.Tensor:
+    """The dense (N, N) similarity matrix of ``X`` (N, D); O(N^2) memory, for small N."""
+    rows = similarity_rows(X, similarity)
+    return rows @ rows.T
+
+
+def nearest_neighbours(
+    X: torch.Tensor | np.ndarray,
+    k: int,
+    similarity: str = "cosine",
+    block_rows: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's ``k`` most similar other samples.
+
+    ``X`` (N, D) -> ``(indices, sims)``, both (N, k): row ``i`` lists its
+    neighbours (never ``i`` itself) by decreasing similarity, equal similarities
+    by increasing index, so the first ``k' < k`` columns are the ``k'``-NN lists.
+    ``block_rows`` rows of the similarity matrix are formed at a time (default:
+    a 64 MiB block); a row is ranked before it is scaled by its own norm,
+    which does not change its order.
+    """
+    X = _features(X)
+    n = X.shape[0]
+    _check_k(k, n)
+    if block_rows is None:
+        block_rows = max(1, _BLOCK_BYTES // (n * X.element_size()))
+    elif block_rows < 1:
+        raise ValueError(f"block_rows must be >= 1, got {block_rows}")
+    base, inv = _factors(X, similarity)
+    indices = torch.empty(n, k, dtype=torch.int64, device=X.device)
+    sims = torch.empty(n, k, dtype=X.dtype, device=X.device)
+    for start in range(0, n, block_rows):
+        stop = min(start + block_rows, n)
+        block = torch.mm(base[start:stop], base.T).mul_(inv)
+        block.diagonal(offset=start).fill_(-torch.inf)
+        indices[start:stop], sims[start:stop] = _top_k(block, k)
+    return indices, sims.mul_(inv[:, None])
+
+
+def graph_from_neighbours(indices: torch.Tensor, sims: torch.Tensor) -> KnnGraph:
+    """The symmetrised graph ``(A + A^T) / 2`` of the directed k-NN lists (N, k)."""
+    if indices.ndim != 2 or indices.shape != sims.shape:
+        raise ValueError(
+            f"indices and sims must be (N, k) of the same shape, got {tuple(indices.shape)} and {tuple(sims.shape)}"
+        )
+    n, k = indices.shape
+    src = torch.arange(n, device=indices.device).repeat_interleave(k)
+    dst = indices.reshape(-1)
+    half = sims.reshape(-1) / 2
+    keys = torch.cat([src * n + dst, dst * n + src])
+    unique, inverse = torch.unique(keys, sorted=True, return_inverse=True)
+    weights = torch.zeros(unique.numel(), dtype=sims.dtype, device=sims.device)
+    weights.index_add_(0, inverse, torch.cat([half, half]))
+    return KnnGraph(rows=unique // n, cols=unique % n, weights=weights, n=n)
+
+
+def knn_graph(
+    X: torch.Tensor | np.ndarray,
+    k: int,
+    similarity: str = "cosine",
+    block_rows: int | None = None,
+) -> KnnGraph:
+    """The symmetrised k-NN similarity graph of the rows of ``X`` (N, D); no self loops."""
+    return graph_from_neighbours(*nearest_neighbours(X, k, similarity, block_rows))
+
+
+def modularity(A: KnnGraph | torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> float:
+    """Newman's weighted modularity of the partition ``labels`` (N,) of the graph ``A``.
+
+    ``A`` is a ``KnnGraph``, a torch sparse COO tensor or a dense symmetric
+    (N, N) matrix. ``Q = sum_c [e_c / 2W - (S_c / 2W)^2]`` with ``2W`` the sum of
+    all entries, ``e_c`` the entries inside class ``c`` (both directions) and
+    ``S_c`` the summed strength of its nodes; O(nnz + N), accumulated in float64.
+    Self loops follow the matrix convention: the diagonal entry ``a_ii`` counts
+    once, which equals networkx's graph convention for a self-loop edge of
+    weight ``a_ii / 2`` (networkx counts self loops twice in the degree).
+    """
+    rows, cols, weights, n = _edges(A)
+    return _partition_modularity(rows, cols, weights, *_label_codes(labels, n))
+
+
+def knn_modularity(
+    X: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray,
+    k: int = 3,
+    similarity: str = "cosine",
+    block_rows: int | None = None,
+) -> float:
+    """Modularity of the class partition ``labels`` (N,) of the k-NN graph of ``X`` (N, D)."""
+    X = _features(X)
+    codes, n_classes = _label_codes(labels, X.shape[0])
+    graph = knn_graph(X, k, similarity, block_rows)
+    return _partition_modularity(graph.rows, graph.cols, graph.weights, codes, n_classes)
+
+
+def _partition_modularity(
+    rows: torch.Tensor, cols: torch.Tensor, weights: torch.Tensor, codes: torch.Tensor, n_classes: int
+) -> float:
+    """Modularity of the edge list (nnz,) x 3 for the node classes ``codes`` (N,) in ``0..n_classes-1``."""
+    n = codes.numel()
+    codes = codes.to(rows.device)
+    weights = weights.to(torch.float64)
+    two_w = weights.sum()
+    if not two_w > 0:
+        raise ValueError(f"modularity needs a positive total edge weight, got {two_w.item():g}")
+    strength = torch.zeros(n, dtype=torch.float64, device=rows.device).index_add_(0, rows, weights)
+    class_strength = torch.zeros(n_classes, dtype=torch.float64, device=rows.device).index_add_(0, codes, strength)
+    inside = weights[codes[rows] == codes[cols]].sum()
+    return float(inside / two_w - ((class_strength / two_w) ** 2).sum())
+
+
+def _features(X: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """``X`` as a 2-D floating tensor: float64 stays, anything else becomes float32."""
+    X = torch.as_tensor(X)
+    if X.ndim != 2:
+        raise ValueError(f"features must be 2-D (N samples, D features), got shape {tuple(X.shape)}")
+    if X.shape[0] < 2 or X.shape[1] < 1:
+        raise ValueError(f"features need at least 2 samples and 1 feature, got shape {tuple(X.shape)}")
+    return X if X.dtype in (torch.float32, torch.float64) else X.to(torch.float32)
+
+
+def _factors(X: torch.Tensor, similarity: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, inv)`` with similarity ``(B_i . B_j) inv_i inv_j``; ``B`` is ``X`` itself for cosine.
+
+    Raises on non-finite features. Rows are rescaled (a copy) only when their
+    norms would over- or underflow the Gram product; both similarities are
+    invariant to that rescaling.
+    """
+    transform = SIMILARITIES.get(similarity)
+    base = transform(X)
+    norms = torch.linalg.vector_norm(base, dim=1)
+    finite = torch.isfinite(norms)
+    if not finite.all():
+        bad = int((~torch.isfinite(X[~finite]).all(dim=1)).sum())
+        if bad:
+            raise ValueError(f"features contain NaN or infinite values in {bad} of {X.shape[0]} rows")
+    info = torch.finfo(X.dtype)
+    zero = norms == 0
+    nonzero = norms[~zero]
+    in_range = bool((nonzero >= info.tiny**0.25).all()) and bool((nonzero <= info.max**0.25).all())
+    if not (finite.all() and in_range and not base[zero].any()):
+        X = X / X.abs().amax(dim=1, keepdim=True).clamp_min(info.tiny)
+        base = transform(X)
+        norms = torch.linalg.vector_norm(base, dim=1)
+    inv = torch.where(norms > 0, 1 / norms, torch.zeros_like(norms))
+    return base, inv
+
+
+def _top_k(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of ``block`` (B, N), k < N, the ``k`` largest entries, ties to the lower index, sorted."""
+    values, indices = block.topk(k + 1, dim=1)
+    tied = torch.nonzero(values[:, k] == values[:, k - 1]).flatten()
+    values, indices = values[:, :k].contiguous(), indices[:, :k].contiguous()
+    if tied.numel():
+        sub = block[tied]
+        threshold = values[tied, k - 1 : k]
+        above = sub > threshold
+        equal = sub == threshold
+        keep = above | (equal & (equal.cumsum(dim=1) <= k - above.sum(dim=1, keepdim=True)))
+        cols = torch.nonzero(keep)[:, 1].reshape(-1, k)
+        indices[tied] = cols
+        values[tied] = sub.gather(1, cols)
+    order = indices.argsort(dim=1)
+    indices, values = indices.gather(1, order), values.gather(1, order)
+    order = values.argsort(dim=1, descending=True, stable=True)
+    return indices.gather(1, order), values.gather(1, order)
+
+
+def _check_k(k: int, n: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
+        raise ValueError(f"k must be an integer with 1 <= k < N = {n} (samples), got {k!r}")
+
+
+def _label_codes(labels: torch.Tensor | np.ndarray, n: int) -> tuple[torch.Tensor, int]:
+    """Labels (n,) as int64 class codes 0..C-1 and C; at least two classes."""
+    if isinstance(labels, torch.Tensor):
+        if labels.ndim != 1:
+            raise ValueError(f"labels must be 1-D, got shape {tuple(labels.shape)}")
+        classes, codes = torch.unique(labels, return_inverse=True)
+        n_classes = classes.numel()
+    else:
+        array = np.asarray(labels)
+        if array.ndim != 1:
+            raise ValueError(f"labels must be 1-D, got shape {array.shape}")
+        classes, inverse = np.unique(array, return_inverse=True)
+        codes, n_classes = torch.from_numpy(inverse.astype(np.int64)), len(classes)
+    if codes.numel() != n:
+        raise ValueError(f"labels must have one entry per sample: got {codes.numel()} labels for {n} samples")
+    if n_classes < 2:
+        raise ValueError(f"modularity needs at least 2 distinct classes, got {n_classes}")
+    return codes, n_classes
+
+
+def _edges(A: KnnGraph | torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """``(rows, cols, weights, n)`` of the nonzero entries of a square symmetric adjacency."""
+    if isinstance(A, KnnGraph):
+        return A.rows, A.cols, A.weights, A.n
+    A = torch.as_tensor(A)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"adjacency must be a square (N, N) matrix, got shape {tuple(A.shape)}")
+    if A.is_sparse:
+        A = A.coalesce()
+        rows, cols = A.indices()
+        values = A.values()
+        if not torch.isfinite(values).all():
+            raise ValueError("adjacency contains NaN or infinite weights")
+        flipped = torch.sparse_coo_tensor(
+            torch.stack([cols, rows]), values, A.shape, check_invariants=False
+        ).coalesce()
+        if not (torch.equal(flipped.indices(), A.indices()) and torch.allclose(flipped.values(), values)):
+            raise ValueError("adjacency must be symmetric (undirected graph)")
+        return rows, cols, values, A.shape[0]
+    if not A.is_floating_point():
+        A = A.to(torch.float64)
+    if not torch.isfinite(A).all():
+        raise ValueError("adjacency contains NaN or infinite weights")
+    if not torch.allclose(A, A.T):
+        raise ValueError("adjacency must be symmetric (undirected graph)")
+    rows, cols = torch.nonzero(A, as_tuple=True)
+    return rows, cols, A[rows, cols], A.shape[0]

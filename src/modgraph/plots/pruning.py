@@ -1,0 +1,78 @@
+"""Pruning figures: accuracy drop against the Delta-Q of the removed layers (Fig. 10).
+
+Fig. 9 (curves of depth variants) is :func:`modgraph.plots.curves.curve_grid`
+of :meth:`modgraph.sections.pruning.VariantStudies.panels`.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+__all__ = ["POINT_COLUMNS", "delta_q_figure"]
+
+POINT_COLUMNS = ("data set", "model", "Delta-Q", "accuracy drop (%)", "source")
+"""Columns of the points :func:`delta_q_figure` draws (:func:`modgraph.sections.pruning.delta_q_points`)."""
+
+_MEASURED = "measured"
+
+
+def delta_q_figure(
+    points: pd.DataFrame,
+    *,
+    datasets: Sequence[str],
+    title: str,
+    missing: Mapping[str, str] | None = None,
+    ncols: int = 2,
+    panel_size: tuple[float, float] = (5.0, 3.8),
+) -> plt.Figure:
+    """One panel per data set: accuracy drop (%) against Delta-Q, measured points labelled by model.
+
+    ``points`` has :data:`POINT_COLUMNS`; rows whose ``source`` is not
+    ``"measured"`` (the paper's quoted values) are drawn as hollow markers
+    under their source's name. A data set in ``missing`` shows why it has no
+    points instead.
+    """
+    absent = [c for c in POINT_COLUMNS if c not in points.columns]
+    if absent:
+        raise ValueError(f"points lack the columns {absent}; expected {list(POINT_COLUMNS)}")
+    if not datasets:
+        raise ValueError("delta_q_figure needs at least one data set")
+    if ncols < 1:
+        raise ValueError(f"ncols must be >= 1, got {ncols}")
+    missing = missing or {}
+    ncols = min(ncols, len(datasets))
+    nrows = math.ceil(len(datasets) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows), squeeze=False)
+    for ax, ds in zip(axes.flat, datasets):
+        if ds in missing:
+            ax.text(0.5, 0.5, textwrap.fill(textwrap.shorten(missing[ds], 320), 50), ha="center", va="center",
+                    transform=ax.transAxes, fontsize=9)
+            ax.set_title(f"{ds}: not measured")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        rows = points[points["data set"] == ds]
+        measured = rows[rows["source"] == _MEASURED]
+        ax.scatter(measured["Delta-Q"], measured["accuracy drop (%)"], s=36, zorder=3, label="measured (ours)")
+        for _, row in measured.iterrows():
+            ax.annotate(row["model"], (row["Delta-Q"], row["accuracy drop (%)"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
+        for source, quoted in rows[rows["source"] != _MEASURED].groupby("source", sort=False):
+            ax.scatter(quoted["Delta-Q"], quoted["accuracy drop (%)"], s=36, facecolors="none", zorder=3,
+                       edgecolors="black", label=source)
+        ax.axhline(0.0, color="grey", linewidth=0.8)
+        ax.set_xlabel("Delta-Q of the removed layers")
+        ax.set_ylabel("accuracy drop (%)")
+        ax.set_title(ds)
+        if len(rows):
+            ax.legend(frameon=False)
+    for ax in list(axes.flat)[len(datasets):]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,525 @@
+"""What every section notebook uses: the :class:`Section` record and the compute cache.
+
+A notebook opens ``sec = Section("01_curves", profile, params, output=output)``,
+saves figures with ``sec.save_figure(fig, "fig4_cifar10")``, records numbers
+with ``sec.record(key, value)``, states the paper's claims with
+``sec.claims([...])`` and ends with ``sec.finish()``, which writes
+``results/<output>/<notebook>.json`` (params, records, claims, figures,
+provenance) and shows the provenance block.
+
+Expensive results are cached as JSON under ``data/cache/<kind>/`` keyed by
+their configuration and by a hash of the source code that computes them
+(:func:`cached`, :func:`cached_curve`), so re-executing a notebook after a
+plotting change takes seconds while a change to the maths recomputes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field, is_dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from modgraph import paths, provenance
+from modgraph.claims import Claim, claims_table
+
+if TYPE_CHECKING:
+    from modgraph.curve import Curve
+    from modgraph.store import ModelSpec
+
+__all__ = [
+    "Section",
+    "Finished",
+    "source_hash",
+    "cached",
+    "CURVE_CODE",
+    "cached_curve",
+    "accuracy_percent",
+    "CurveStudy",
+    "model_curves",
+    "pretrained_curves",
+    "Embeddings",
+    "cached_embeddings",
+]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _jsonable(value: Any, what: str) -> Any:
+    """``value`` round-tripped through JSON (NaN -> None); ``ValueError`` if it cannot be."""
+    try:
+        text = json.dumps(value, default=provenance._jsonable, allow_nan=True)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} is not JSON serialisable: {err}") from None
+    return json.loads(text, parse_constant=lambda _: None)
+
+
+class Section:
+    """The record of one executed section notebook.
+
+    ``notebook`` is the template's name (e.g. ``"01_curves"``), ``profile``
+    the parameter profile, ``params`` the notebook's parameters (a dict of
+    JSON-serialisable values), ``output`` the results folder name
+    (``results/<output>/``; defaults to ``profile``, the book tool passes
+    ``<profile>-custom`` for ``make figure``).
+    """
+
+    def __init__(self, notebook: str, profile: str, params: Mapping[str, Any], *, output: str | None = None) -> None:
+        for what, name in (("notebook", notebook), ("profile", profile), ("output", output or profile)):
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise ValueError(f"{what} must be a plain name like '01_curves' or 'smoke', got {name!r}")
+        if not isinstance(params, Mapping):
+            raise ValueError(f"params must be a mapping of parameter name -> value, got {type(params).__name__}")
+        self.notebook = notebook
+        self.profile = profile
+        self.output = output or profile
+        self.params = _jsonable(dict(params), "params")
+        self.records: dict[str, Any] = {}
+        self.claim_list: list[Claim] = []
+        self.figures: list[str] = []
+        self._started = time.perf_counter()
+        self._started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    @classmethod
+    def from_notebook(cls, notebook: str, namespace: Mapping[str, Any]) -> "Section":
+        """The section of ``notebooks/<notebook>.ipynb``, its parameters read from ``namespace``.
+
+        The names are those declared in the template's ``parameters`` cell
+        (``profile`` and ``output`` included); a notebook passes ``globals()``.
+        """
+        import papermill
+
+        template = paths.notebooks_dir() / f"{notebook}.ipynb"
+        if not template.is_file():
+            raise ValueError(f"no notebook template {template}")
+        names = list(papermill.inspect_notebook(str(template)))
+        missing = [name for name in names if name not in namespace]
+        if missing or "profile" not in names:
+            raise ValueError(f"{template}: parameters {missing or ['profile']} are not defined; "
+                             "run the notebook from its parameters cell")
+        params = {name: namespace[name] for name in names if name not in ("profile", "output")}
+        return cls(notebook, namespace["profile"], params, output=namespace.get("output"))
+
+    @property
+    def results_dir(self) -> Path:
+        """``results/<output>/``."""
+        return paths.results_dir(self.output)
+
+    @property
+    def figures_dir(self) -> Path:
+        """``results/<output>/figures/<notebook>/``."""
+        return self.results_dir / "figures" / self.notebook
+
+    @property
+    def results_path(self) -> Path:
+        """``results/<output>/<notebook>.json``."""
+        return self.results_dir / f"{self.notebook}.json"
+
+    def _repr_markdown_(self) -> str:
+        return (f"**Profile `{self.profile}`** -- results in `{self._relative(self.results_dir)}/`\n\n"
+                + _params_markdown(self.params))
+
+    def save_figure(self, fig: Any, name: str) -> list[Path]:
+        """Save ``fig`` as PNG and PDF under :attr:`figures_dir`; returns the paths."""
+        from modgraph.plots import save_figure
+
+        written = save_figure(fig, name, self.figures_dir)
+        for path in written:
+            rel = self._relative(path)
+            if rel not in self.figures:
+                self.figures.append(rel)
+        return written
+
+    def record(self, key: str, value: Any) -> None:
+        """Keep ``value`` (JSON-serialisable; NaN is stored as null) under ``key`` in the results file."""
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"record key must be a non-empty string, got {key!r}")
+        self.records[key] = _jsonable(value, f"record {key!r}")
+
+    def claims(self, claims: Iterable[Claim]) -> pd.DataFrame:
+        """Add the section's claims (from :func:`modgraph.claims.check`) and return their table."""
+        claims = list(claims)
+        table = claims_table(claims)
+        self.claim_list.extend(claims)
+        return table
+
+    def finish(self) -> "Finished":
+        """Write ``results/<output>/<notebook>.json`` and return the provenance block (displays as Markdown)."""
+        payload = {
+            "notebook": self.notebook,
+            "profile": self.profile,
+            "output": self.output,
+            "params": self.params,
+            "records": self.records,
+            "claims": [c.as_dict() for c in self.claim_list],
+            "figures": self.figures,
+            "provenance": {
+                "code_version": provenance.code_version(),
+                "hardware": provenance.hardware(),
+                "started": self._started_at,
+                "wall_s": round(time.perf_counter() - self._started, 2),
+            },
+        }
+        provenance.atomic_write_json(self.results_path, payload)
+        return Finished(self.results_path, payload)
+
+    @staticmethod
+    def _relative(path: Path) -> str:
+        try:
+            return Path(path).resolve().relative_to(paths.root()).as_posix()
+        except ValueError:
+            return Path(path).as_posix()
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What :meth:`Section.finish` wrote: its path and content; shows as a provenance block."""
+
+    path: Path
+    payload: dict = field(repr=False)
+
+    def _repr_markdown_(self) -> str:
+        prov = self.payload["provenance"]
+        hw = prov["hardware"]
+        device = hw.get("gpu") or f"CPU {hw.get('cpu')} ({hw.get('cpu_count')} cores, {hw.get('torch_threads')} torch threads)"
+        holds = sum(c["holds"] for c in self.payload["claims"])
+        lines = [
+            "**Provenance**",
+            "",
+            f"- profile: `{self.payload['profile']}` (results in `{Section._relative(self.path)}`)",
+            f"- code version: `{prov['code_version']}`",
+            f"- hardware: {device}; {hw.get('platform')}; Python {hw.get('python')}; torch {hw.get('torch')}",
+            f"- started {prov['started']}, wall time {_duration(prov['wall_s'])}",
+            f"- claims: {holds} of {len(self.payload['claims'])} hold",
+            "",
+            _params_markdown(self.payload["params"]),
+        ]
+        return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def _params_markdown(params: Mapping[str, Any]) -> str:
+    rows = "\n".join(f"| `{k}` | `{json.dumps(v)}` |" for k, v in params.items())
+    return "| parameter | value |\n|---|---|\n" + rows
+
+
+def source_hash(modules: Sequence[str]) -> str:
+    """SHA-256 (16 hex digits) of the source of the named modules (a package: all its ``.py`` files)."""
+    digest = hashlib.sha256()
+    for name in sorted(set(modules)):
+        module = importlib.import_module(name)
+        origin = Path(module.__file__)
+        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        for path in files:
+            digest.update(path.relative_to(origin.parent).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _config_json(config: Mapping[str, Any]) -> dict:
+    plain = {k: (asdict(v) if is_dataclass(v) and not isinstance(v, type) else v) for k, v in config.items()}
+    return _jsonable(plain, "cache config")
+
+
+
+def cached(kind: str, config: Mapping[str, Any], compute: Callable[[], Any], *, code: Sequence[str] = ()) -> Any:
+    """Load or compute-and-save a JSON-serialisable result.
+
+    The cache file is ``data/cache/<kind>/<key>.json`` where ``key`` hashes
+    ``config`` (dataclasses become dicts) and :func:`source_hash` of the
+    ``code`` modules, so editing that code invalidates the entry. The file
+    stores config, code version and value beside each other.
+    """
+    if not isinstance(kind, str) or not _NAME.match(kind):
+        raise ValueError(f"cache kind must be a plain name like 'curves', got {kind!r}")
+    plain = _config_json(config)
+    code_key = source_hash(code) if code else ""
+    key = hashlib.sha256(json.dumps({"config": plain, "code": code_key}, sort_keys=True).encode()).hexdigest()[:20]
+    path = paths.cache_dir() / kind / f"{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())["value"]
+    value = _jsonable(compute(), f"cached {kind} value")
+    provenance.atomic_write_json(path, {
+        "kind": kind,
+        "config": plain,
+        "code": list(code),
+        "code_hash": code_key,
+        "code_version": provenance.code_version(),
+        "value": value,
+    })
+    return value
+
+
+CURVE_CODE = ("modgraph.curve", "modgraph.graph", "modgraph.features", "modgraph.data", "modgraph.models")
+"""Modules whose source determines a modularity curve of a stored model (cache key of :func:`cached_curve`)."""
+
+
+def _curve_config(**settings: Any) -> dict[str, Any]:
+    for name in ("n", "k", "repeats", "seed"):
+        value = settings[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an int, got {value!r}")
+    return settings
+
+
+def cached_curve(
+    spec: "ModelSpec",
+    *,
+    dataset: str | None = None,
+    split: str = "test",
+    n: int = 500,
+    k: int = 3,
+    repeats: int = 5,
+    seed: int = 0,
+    similarity: str = "cosine",
+    tap: str = "block",
+    device: str | None = None,
+    progress: bool = True,
+) -> "Curve":
+    """The modularity curve of the stored model ``spec`` on ``dataset`` (default: its training set), cached.
+
+    Loads the curve from ``data/cache/curves/`` or trains/loads the model
+    (:func:`modgraph.store.get_model`), computes the curve on ``repeats``
+    disjoint samples of ``n`` images of ``split`` and saves it. ``meta`` holds
+    the model's ``test_accuracy`` (%) and its spec.
+    """
+    from modgraph.curve import Curve, modularity_curve
+    from modgraph.data import load_dataset
+    from modgraph.store import get_model
+
+    dataset = dataset or spec.dataset
+    config = _curve_config(model=spec.canonical(), dataset=dataset, split=split, n=n, k=k, repeats=repeats,
+                           seed=seed, similarity=similarity, tap=tap)
+
+    def compute() -> dict:
+        stored = get_model(spec, device=device, progress=progress)
+        images, labels = load_dataset(dataset, split, progress=progress).tensors()
+        meta = {"model": spec.arch, "dataset": dataset, "split": split, "spec": spec.canonical(),
+                "test_accuracy": accuracy_percent(stored.metrics)}
+        return modularity_curve(stored.model, images, labels, n=n, k=k, repeats=repeats, seed=seed,
+                                similarity=similarity, tap=tap, device=device, meta=meta,
+                                progress=progress).to_dict()
+
+    return Curve.from_dict(cached("curves", config, compute, code=CURVE_CODE))
+
+
+def accuracy_percent(metrics: Mapping[str, Any]) -> float | None:
+    """Final test accuracy (%) from a stored model's training metrics; ``None`` when not recorded."""
+    value = metrics.get("final_test_acc")
+    return None if value is None else round(100.0 * float(value), 2)
+
+
+@dataclass(frozen=True)
+class CurveStudy:
+    """Modularity curves of several models per data set, and what could not be measured.
+
+    ``datasets``: the requested data sets in order; ``curves``: data set ->
+    model -> Curve; ``missing``: data set -> why it has no curves; ``skipped``:
+    model -> why it was left out. Shows as a Markdown note.
+    """
+
+    datasets: tuple[str, ...]
+    curves: dict[str, dict[str, "Curve"]]
+    missing: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def _repr_markdown_(self) -> str:
+        lines = [f"- **{ds}**: measured {', '.join(self.curves[ds])}" for ds in self.datasets if self.curves.get(ds)]
+        lines += [f"- **{ds}: not measured.** {why}" for ds, why in self.missing.items()]
+        lines += [f"- **{model}: left out.** {why}" for model, why in self.skipped.items()]
+        return "\n".join(lines) or "Nothing was requested."
+
+    def panels(self) -> dict[str, Mapping[str, "Curve"] | str]:
+        """Data set -> its curves, or why it has none (for :func:`modgraph.plots.curves.curve_grid`)."""
+        return {ds: self.curves.get(ds) or self.missing.get(ds, "no curves were measured") for ds in self.datasets}
+
+    def claims(self, *, source: str) -> list[Claim]:
+        """:func:`modgraph.claims.curve_claims` per requested data set; an unmeasured one says why."""
+        from modgraph.claims import curve_claims
+
+        return [claim for ds in self.datasets
+                for claim in curve_claims(self.curves.get(ds, {}), scope=ds, source=source,
+                                          reason=self.missing.get(ds, ""))]
+
+    def accuracy_table(self) -> pd.DataFrame:
+        """Test accuracy (%) of every measured model beside the paper's quoted value where it quotes one."""
+        from modgraph.claims import quoted_accuracy
+
+        rows = []
+        for ds, curves in self.curves.items():
+            for model, curve in curves.items():
+                quoted = quoted_accuracy(ds, model)
+                rows.append({"data set": ds, "model": model, "layers": len(curve.layers),
+                             "test accuracy (ours, %)": curve.meta.get("test_accuracy"),
+                             "paper (%)": quoted,
+                             "paper source": "quoted in the paper's text" if quoted is not None else ""})
+        columns = ["data set", "model", "layers", "test accuracy (ours, %)", "paper (%)", "paper source"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: curves as dicts, and the missing notes."""
+        return {"datasets": list(self.datasets),
+                "curves": {ds: {m: c.to_dict() for m, c in curves.items()} for ds, curves in self.curves.items()},
+                "missing": dict(self.missing), "skipped": dict(self.skipped)}
+
+
+def model_curves(
+    archs: Sequence[str],
+    datasets: Sequence[str],
+    *,
+    recipe: str,
+    width: float = 1.0,
+    epochs: int | None = None,
+    seed: int = 0,
+    n: int = 500,
+    k: int = 3,
+    repeats: int = 5,
+    similarity: str = "cosine",
+    tap: str = "block",
+    device: str | None = None,
+    progress: bool = True,
+) -> CurveStudy:
+    """Cached curves (:func:`cached_curve`) of every ``arch`` trained by the store on every data set.
+
+    A data set whose files are absent is skipped with the loader's message in
+    :attr:`CurveStudy.missing`; any other error propagates.
+    """
+    from modgraph.data import DatasetNotFoundError, load_dataset
+    from modgraph.store import ModelSpec
+
+    curves: dict[str, dict[str, Curve]] = {}
+    missing: dict[str, str] = {}
+    jobs = [(ds, arch) for ds in datasets for arch in archs]
+    for ds, arch in tqdm(jobs, desc="curves", disable=not progress):
+        if ds in missing:
+            continue
+        try:
+            load_dataset(ds, "test", progress=progress)
+        except DatasetNotFoundError as err:
+            missing[ds] = str(err)
+            continue
+        spec = ModelSpec(arch, ds, recipe=recipe, epochs=epochs, seed=seed, width=width)
+        curves.setdefault(ds, {})[arch] = cached_curve(spec, n=n, k=k, repeats=repeats, seed=seed,
+                                                       similarity=similarity, tap=tap, device=device,
+                                                       progress=progress)
+    return CurveStudy(tuple(datasets), curves, missing)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pretrained_curves(
+    archs: Sequence[str],
+    dataset: str,
+    *,
+    weights_dir: str = "weights",
+    n: int = 500,
+    k: int = 3,
+    repeats: int = 5,
+    seed: int = 0,
+    similarity: str = "cosine",
+    tap: str = "block",
+    device: str | None = None,
+    progress: bool = True,
+) -> CurveStudy:
+    """Cached curves of pretrained models ``archs`` (e.g. ``tv_resnet18``) on ``dataset``.
+
+    Weights are the state-dict files ``data/<weights_dir>/<arch>.pth``
+    (nothing is downloaded). An absent data set or weights file is skipped
+    and explained in :attr:`CurveStudy.missing`.
+    """
+    from modgraph.curve import Curve, modularity_curve
+    from modgraph.data import DatasetNotFoundError, load_dataset
+    from modgraph.models import create_model
+
+    if not archs:
+        return CurveStudy((dataset,), {}, {dataset: "no models were requested in this profile"})
+    try:
+        data = load_dataset(dataset, "test", progress=progress)
+    except DatasetNotFoundError as err:
+        return CurveStudy((dataset,), {}, {dataset: str(err)})
+    curves: dict[str, Curve] = {}
+    skipped: dict[str, str] = {}
+    for arch in tqdm(archs, desc="pretrained curves", disable=not progress):
+        weights = paths.data_dir() / weights_dir / f"{arch}.pth"
+        if not weights.is_file():
+            skipped[arch] = f"no weights file {weights}: save the torchvision state dict of {arch} there to include it"
+            continue
+        config = _curve_config(arch=arch, weights_sha256=_file_sha256(weights), dataset=dataset, split="test",
+                               n=n, k=k, repeats=repeats, seed=seed, similarity=similarity, tap=tap)
+
+        def compute(arch: str = arch, weights: Path = weights) -> dict:
+            model = create_model(arch, weights=str(weights), mean=data.mean, std=data.std)
+            images, labels = data.tensors()
+            return modularity_curve(model, images, labels, n=n, k=k, repeats=repeats, seed=seed,
+                                    similarity=similarity, tap=tap, device=device,
+                                    meta={"model": arch, "dataset": dataset, "split": "test"},
+                                    progress=progress).to_dict()
+
+        curves[arch] = Curve.from_dict(cached("curves", config, compute, code=CURVE_CODE))
+    missing = {} if curves else {dataset: "no model weights were found (see below)"}
+    return CurveStudy((dataset,), {dataset: curves} if curves else {}, missing, skipped)
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """2-D t-SNE embeddings per layer (layer -> (N, 2)) of samples with ``labels`` (N,) of ``classes``."""
+
+    layers: dict[str, np.ndarray]
+    labels: np.ndarray
+    classes: tuple[str, ...]
+
+
+def cached_embeddings(
+    spec: "ModelSpec",
+    *,
+    n: int = 500,
+    seed: int = 0,
+    tap: str = "block",
+    perplexity: float = 30.0,
+    device: str | None = None,
+    progress: bool = True,
+) -> Embeddings:
+    """t-SNE per layer of ``n`` test samples of ``spec.dataset`` through the stored model, cached.
+
+    The samples are the first of the disjoint sets a curve with the same
+    ``n`` and ``seed`` uses (:func:`modgraph.data.sample_indices` with one repeat).
+    """
+    from modgraph.data import load_dataset, sample_indices
+    from modgraph.plots.tsne import layer_embeddings
+    from modgraph.store import get_model
+
+    data = load_dataset(spec.dataset, "test", progress=progress)
+    index = sample_indices(len(data), n, 1, seed)[0]
+    config = _curve_config(model=spec.canonical(), dataset=spec.dataset, n=n, k=1, repeats=1, seed=seed, tap=tap,
+                           perplexity=float(perplexity))
+
+    def compute() -> dict:
+        model = get_model(spec, device=device, progress=progress).model
+        images, _ = data.subset(index).tensors()
+        emb = layer_embeddings(model, images, tap=tap, seed=seed, perplexity=perplexity, device=device,
+                               progress=progress)
+        return {name: e.tolist() for name, e in emb.items()}
+
+    value = cached("tsne", config, compute, code=CURVE_CODE + ("modgraph.plots.tsne",))
+    return Embeddings({name: np.asarray(e, dtype=np.float32) for name, e in value.items()},
+                      data.labels[index], data.classes)

@@ -1,0 +1,1 @@
+"""Compute helpers of the book's section notebooks, one module per section."""

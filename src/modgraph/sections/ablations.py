@@ -1,0 +1,399 @@
+"""Ablations of the modularity curve (Figs. 7, B11-B13): sample size N, neighbours k, similarity, training.
+
+For one stored model, :func:`measure_ablation` computes curves over a range of
+``N`` (at the reference ``k``) and of ``k`` (at the reference ``N``) with the
+reference and the alternative similarity -- two feature passes through the
+model (:func:`modgraph.curve.modularity_sweep`) -- plus the curve of the same
+architecture at its initial weights (:func:`initial_model`). Every curve of an
+ablation uses the samples of :func:`modgraph.data.sample_indices` with the
+same ``seed``, so curves at the same ``N`` share their samples.
+:func:`cached_ablation` caches the result per model. The claims' quantities
+are pure functions of mean curves (arrays in, numbers out).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from modgraph.claims import Claim, check, depth_spearman
+from modgraph.curve import Curve, modularity_curve, modularity_sweep
+from modgraph.graph import SIMILARITIES
+from modgraph.registry import Registry
+
+if TYPE_CHECKING:
+    from modgraph.data import ArrayDataset
+    from modgraph.store import ModelSpec
+
+__all__ = [
+    "OVERLAP_TOLERANCE",
+    "FLAT_RATIO",
+    "AblationSettings",
+    "ModelAblation",
+    "PANELS",
+    "LAYER_SUMMARIES",
+    "early_layers",
+    "early_mean",
+    "max_spread",
+    "largest_step",
+    "range_ratio",
+    "initial_model",
+    "measure_ablation",
+    "cached_ablation",
+    "ablation_study",
+    "summary_table",
+]
+
+OVERLAP_TOLERANCE = 0.05
+"""Largest |difference| of Q (at any layer) up to which curves count as "nearly the same"."""
+
+FLAT_RATIO = 0.25
+"""Largest range of Q over depth, relative to the trained model's, of a "nearly flat" curve."""
+
+
+def _curves(values: np.ndarray | Sequence[Sequence[float]], min_curves: int) -> np.ndarray:
+    q = np.asarray(values, dtype=float)
+    if q.ndim != 2 or q.shape[0] < min_curves or q.shape[1] < 1:
+        raise ValueError(f"expected (C >= {min_curves} curves, L >= 1 layers) of Q, got shape {q.shape}")
+    return q
+
+
+def _curve(values: np.ndarray | Sequence[float], min_len: int) -> np.ndarray:
+    q = np.asarray(values, dtype=float)
+    if q.ndim != 1 or q.size < min_len:
+        raise ValueError(f"expected a 1-D curve of at least {min_len} values, got shape {q.shape}")
+    return q
+
+
+def early_layers(n_layers: int) -> int:
+    """How many layers count as early: the first third of ``n_layers``, at least one."""
+    if isinstance(n_layers, bool) or not isinstance(n_layers, (int, np.integer)) or n_layers < 1:
+        raise ValueError(f"n_layers must be an int >= 1, got {n_layers!r}")
+    return max(1, int(n_layers) // 3)
+
+
+def early_mean(values: np.ndarray | Sequence[float]) -> float:
+    """Mean Q over the :func:`early_layers` of a curve ``values`` (L,)."""
+    q = _curve(values, 1)
+    return float(q[: early_layers(q.size)].mean())
+
+
+def max_spread(values: np.ndarray | Sequence[Sequence[float]]) -> float:
+    """``max over layers of (max - min over curves)`` of ``values`` (C >= 2, L): 0 when all curves coincide."""
+    q = _curves(values, 2)
+    return float(np.ptp(q, axis=0).max())
+
+
+def largest_step(values: np.ndarray | Sequence[float]) -> float:
+    """Largest change between consecutive entries of ``values`` (M >= 2,): < 0 iff strictly decreasing."""
+    return float(np.diff(_curve(values, 2)).max())
+
+
+def range_ratio(values: np.ndarray | Sequence[float], reference: np.ndarray | Sequence[float]) -> float:
+    """Range (max - min over layers) of ``values`` (L,) divided by that of ``reference`` (L,)."""
+    q, ref = _curve(values, 1), _curve(reference, 1)
+    if q.shape != ref.shape:
+        raise ValueError(f"values and reference must have the same layers, got shapes {q.shape} and {ref.shape}")
+    if not np.ptp(ref) > 0:
+        raise ValueError("the reference curve is constant: its range is 0")
+    return float(np.ptp(q) / np.ptp(ref))
+
+
+LAYER_SUMMARIES: Registry[tuple[str, Callable[[np.ndarray], float]]] = Registry("layer summary")
+LAYER_SUMMARIES.register("early", ("early layers", early_mean))
+LAYER_SUMMARIES.register("last", ("last layer", lambda q: float(_curve(q, 1)[-1])))
+
+
+def _sorted_ints(values: Sequence[int], name: str, min_count: int) -> tuple[int, ...]:
+    if isinstance(values, (str, int, np.integer)):
+        raise ValueError(f"{name} must be a list of positive integers, got {values!r}")
+    items = tuple(values)
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in items):
+        raise ValueError(f"{name} must be positive integers, got {values!r}")
+    out = tuple(sorted({int(v) for v in items}))
+    if len(out) < min_count:
+        raise ValueError(f"{name} needs at least {min_count} distinct values, got {values!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class AblationSettings:
+    """What an ablation measures: the reference curve (``n``, ``k``, ``similarity``) and its variations.
+
+    ``ns``: sample sizes at the reference ``k``; ``small_ks`` and ``large_ks``:
+    neighbour counts at the reference ``n``; ``alternative``: the similarity
+    compared with the reference one. Sequences are stored sorted and unique.
+    """
+
+    n: int = 500
+    k: int = 3
+    repeats: int = 5
+    seed: int = 0
+    similarity: str = "cosine"
+    alternative: str = "pearson"
+    tap: str = "block"
+    ns: tuple[int, ...] = (100, 200, 300, 400, 500)
+    small_ks: tuple[int, ...] = (3, 5, 7, 9)
+    large_ks: tuple[int, ...] = (10, 25, 50, 100, 200)
+
+    def __post_init__(self) -> None:
+        for name, low in (("n", 1), ("k", 1), ("repeats", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        for name in ("ns", "small_ks", "large_ks"):
+            object.__setattr__(self, name, _sorted_ints(getattr(self, name), name, 2))
+        for name in ("similarity", "alternative"):
+            SIMILARITIES.get(getattr(self, name))
+            object.__setattr__(self, name, getattr(self, name).lower())
+        if self.similarity == self.alternative:
+            raise ValueError(f"alternative must differ from similarity {self.similarity!r}; valid choices: "
+                             f"{', '.join(s for s in SIMILARITIES.names() if s != self.similarity)}")
+        too_large = [k for k in self.ks if k >= self.n]
+        if too_large:
+            raise ValueError(f"every k must be < n = {self.n} (samples per graph); too large: {too_large}")
+        if self.k >= self.ns[0]:
+            raise ValueError(f"k = {self.k} must be < the smallest of ns = {list(self.ns)}")
+
+    @property
+    def ks(self) -> tuple[int, ...]:
+        """Every k measured at the reference ``n``: the reference, small and large ones, sorted."""
+        return tuple(sorted({self.k, *self.small_ks, *self.large_ks}))
+
+
+@dataclass(frozen=True)
+class ModelAblation:
+    """The ablation curves of one model.
+
+    ``by_n``: N -> curve (reference k and similarity); ``by_k``: k -> curve
+    (reference N and similarity, every k of :attr:`AblationSettings.ks`);
+    ``alternative``: the alternative similarity at the reference N and k;
+    ``untrained``: the reference setting on the model's initial weights.
+    """
+
+    model: str
+    settings: AblationSettings
+    by_n: dict[int, Curve]
+    by_k: dict[int, Curve]
+    alternative: Curve
+    untrained: Curve
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        if set(self.by_n) != set(s.ns) or set(self.by_k) != set(s.ks):
+            raise ValueError(f"by_n must hold N = {list(s.ns)} and by_k k = {list(s.ks)}, got "
+                             f"{sorted(self.by_n)} and {sorted(self.by_k)}")
+        layers = {c.layers for c in (*self.by_n.values(), *self.by_k.values(), self.alternative, self.untrained)}
+        if len(layers) != 1:
+            raise ValueError("every curve of an ablation must have the same layers")
+
+    @property
+    def reference(self) -> Curve:
+        """The curve at the reference N, k and similarity."""
+        return self.by_k[self.settings.k]
+
+    def panel(self, name: str) -> dict[str, Curve]:
+        """Legend label -> curve of the :data:`PANELS` entry ``name``."""
+        label, curves = PANELS.get(name)
+        return {label.format(key): curve for key, curve in curves(self).items()}
+
+    def summary(self, name: str, where: str) -> dict[Any, float]:
+        """Setting -> mean Q at ``where`` (a :data:`LAYER_SUMMARIES` name) for the :data:`PANELS` entry ``name``."""
+        _, summarise = LAYER_SUMMARIES.get(where)
+        return {key: summarise(curve.mean) for key, curve in PANELS.get(name)[1](self).items()}
+
+    def claims(self, *, scope: str | None = None) -> list[Claim]:
+        """The ablation claims (Figs. 7, B11, B12, B13) tested on this model's mean curves."""
+        scope = scope or self.model
+        s = self.settings
+        ref = self.reference.mean
+        first, last = s.ns[0], s.ns[-1]
+        early = early_layers(len(self.reference.layers))
+        large = [self.by_k[k].mean for k in s.large_ks]
+        trend, trend_reason = _depth_trend(large)
+        return [
+            check(f"{scope}: a smaller N lowers the modularity of early layers",
+                  f"mean Q of the first {early} layer(s) at N = {last} minus at N = {first}",
+                  early_mean(self.by_n[last].mean) - early_mean(self.by_n[first].mean), ">", 0.0, source="Fig. 7"),
+            check(f"{scope}: N has little effect on the last layer",
+                  f"max - min over N in {list(s.ns)} of the last layer's Q",
+                  max_spread([[self.by_n[n].mean[-1]] for n in s.ns]), "<", OVERLAP_TOLERANCE, source="Fig. 7"),
+            check(f"{scope}: curves for small k nearly overlap",
+                  f"largest spread of Q at any layer over k in {list(s.small_ks)}",
+                  max_spread([self.by_k[k].mean for k in s.small_ks]), "<", OVERLAP_TOLERANCE, source="Fig. 7"),
+            check(f"{scope}: the last layer's Q decreases as k grows",
+                  f"largest change of the last layer's Q between consecutive k in {list(s.large_ks)}",
+                  largest_step([q[-1] for q in large]), "<", 0.0, source="Fig. B11"),
+            check(f"{scope}: Q still increases with depth for every large k",
+                  f"smallest Spearman rho(Q, layer index) over k in {list(s.large_ks)}",
+                  trend, ">", 0.0, source="Fig. B11", reason=trend_reason),
+            check(f"{scope}: {s.alternative} and {s.similarity} similarity give nearly the same curve",
+                  f"largest |Q_{s.alternative} - Q_{s.similarity}| at any layer (N = {s.n}, k = {s.k})",
+                  max_spread([self.alternative.mean, ref]), "<", OVERLAP_TOLERANCE, source="Fig. B12"),
+            check(f"{scope}: the curve of the untrained model is nearly flat",
+                  "range of Q over depth at the initial weights / that of the trained model",
+                  range_ratio(self.untrained.mean, ref) if np.ptp(ref) > 0 else None, "<", FLAT_RATIO,
+                  source="Fig. B13", reason="the trained model's curve is constant"),
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: settings, curves as dicts (keys as strings), meta."""
+        return {
+            "model": self.model, "settings": asdict(self.settings),
+            "by_n": {str(n): c.to_dict() for n, c in self.by_n.items()},
+            "by_k": {str(k): c.to_dict() for k, c in self.by_k.items()},
+            "alternative": self.alternative.to_dict(), "untrained": self.untrained.to_dict(), "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelAblation":
+        """The ablation :meth:`to_dict` described."""
+        return cls(
+            model=data["model"], settings=AblationSettings(**data["settings"]),
+            by_n={int(n): Curve.from_dict(c) for n, c in data["by_n"].items()},
+            by_k={int(k): Curve.from_dict(c) for k, c in data["by_k"].items()},
+            alternative=Curve.from_dict(data["alternative"]), untrained=Curve.from_dict(data["untrained"]),
+            meta=dict(data.get("meta", {})),
+        )
+
+
+def _depth_trend(curves: Sequence[np.ndarray]) -> tuple[float | None, str]:
+    """Smallest :func:`modgraph.claims.depth_spearman` over ``curves``, or ``None`` and why it is undefined."""
+    if len(curves[0]) < 3:
+        return None, f"needs curves of at least 3 layers, got {len(curves[0])}"
+    rhos = [depth_spearman(q) for q in curves]
+    if any(math.isnan(rho) for rho in rhos):
+        return None, "a curve is constant over depth, so its rank correlation is undefined"
+    return min(rhos), ""
+
+
+PANELS: Registry[tuple[str, Callable[[ModelAblation], dict[Any, Curve]]]] = Registry("ablation panel")
+PANELS.register("n", ("N = {}", lambda a: {n: a.by_n[n] for n in a.settings.ns}))
+PANELS.register("small_k", ("k = {}", lambda a: {k: a.by_k[k] for k in a.settings.small_ks}))
+PANELS.register("large_k", ("k = {}", lambda a: {k: a.by_k[k] for k in a.settings.large_ks}))
+PANELS.register("similarity", ("{}", lambda a: {a.settings.similarity: a.reference,
+                                                 a.settings.alternative: a.alternative}))
+PANELS.register("initialisation", ("{}", lambda a: {"trained": a.reference, "initial weights": a.untrained}))
+
+
+def initial_model(spec: "ModelSpec", data: "ArrayDataset") -> nn.Module:
+    """The network of ``spec`` at the weights its training starts from (``create_model`` with ``spec.seed``).
+
+    ``data`` supplies the classes and input statistics, as the store does. A
+    spec with a ``parent`` starts from the parent's weights and is rejected.
+    """
+    from modgraph.models import create_model
+
+    if spec.parent is not None:
+        raise ValueError(f"spec {spec.arch!r} is initialised from a parent model; initial_model needs a spec "
+                         "trained from scratch (parent=None)")
+    return create_model(spec.arch, num_classes=data.num_classes, width=spec.width, mean=data.mean, std=data.std,
+                        seed=spec.seed, **dict(spec.overrides))
+
+
+def measure_ablation(
+    model: nn.Module,
+    untrained: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor | np.ndarray,
+    settings: AblationSettings,
+    *,
+    name: str | None = None,
+    meta: Mapping[str, Any] | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> ModelAblation:
+    """The ablation curves of ``model`` and of ``untrained`` on ``images`` (N, 3, H, W) with ``labels`` (N,).
+
+    Two feature passes through ``model`` (every k and both similarities at the
+    reference n; every n at the reference k) and one through ``untrained``.
+    ``meta`` (model, dataset, ...) is stored in every curve.
+    """
+    s = settings
+    common = dict(repeats=s.repeats, seed=s.seed, tap=s.tap, device=device, meta=meta, progress=progress)
+    sims = (s.similarity, s.alternative)
+    by_k_sweep = modularity_sweep(model, images, labels, ns=(s.n,), ks=s.ks, similarities=sims, **common)
+    by_k = dict(zip(s.ks, by_k_sweep[: len(s.ks)]))
+    alternative = by_k_sweep[len(s.ks) + s.ks.index(s.k)]
+    by_n = dict(zip(s.ns, modularity_sweep(model, images, labels, ns=s.ns, ks=(s.k,), similarities=(s.similarity,),
+                                           **common)))
+    start = modularity_curve(untrained, images, labels, n=s.n, k=s.k, similarity=s.similarity,
+                             **{**common, "meta": {**dict(meta or {}), "weights": "initial"}})
+    return ModelAblation(name or type(model).__name__, s, by_n, by_k, alternative, start, dict(meta or {}))
+
+
+def cached_ablation(
+    spec: "ModelSpec",
+    settings: AblationSettings,
+    *,
+    device: str | None = None,
+    progress: bool = True,
+) -> ModelAblation:
+    """:func:`measure_ablation` of the stored model ``spec`` on its data set's test split, cached.
+
+    The model comes from :func:`modgraph.store.get_model` (trained on first
+    use), the untrained one from :func:`initial_model`; the result is cached
+    under ``data/cache/ablations/`` keyed by spec, settings and code.
+    """
+    from modgraph import report
+    from modgraph.data import load_dataset
+    from modgraph.store import get_model
+
+    if not isinstance(settings, AblationSettings):
+        raise ValueError(f"settings must be an AblationSettings, got {type(settings).__name__}")
+
+    def compute() -> dict:
+        data = load_dataset(spec.dataset, "test", progress=progress)
+        stored = get_model(spec, device=device, progress=progress)
+        images, labels = data.tensors()
+        meta = {"model": spec.arch, "dataset": spec.dataset, "split": "test", "spec": spec.canonical(),
+                "test_accuracy": report.accuracy_percent(stored.metrics)}
+        return measure_ablation(stored.model, initial_model(spec, data), images, labels, settings, name=spec.arch,
+                                meta=meta, device=device, progress=progress).to_dict()
+
+    config = {"model": spec.canonical(), "dataset": spec.dataset, "split": "test", "settings": settings}
+    code = report.CURVE_CODE + ("modgraph.sections.ablations",)
+    return ModelAblation.from_dict(report.cached("ablations", config, compute, code=code))
+
+
+def ablation_study(
+    archs: Sequence[str],
+    dataset: str,
+    settings: AblationSettings,
+    *,
+    recipe: str,
+    width: float = 1.0,
+    epochs: int | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, ModelAblation]:
+    """:func:`cached_ablation` of every ``arch`` trained on ``dataset`` by the store: arch -> ablation."""
+    from modgraph.store import ModelSpec
+
+    if isinstance(archs, str) or not archs:
+        raise ValueError(f"archs must be a non-empty list of model names, got {archs!r}")
+    specs = [ModelSpec(arch, dataset, recipe=recipe, epochs=epochs, seed=seed, width=width) for arch in archs]
+    return {spec.arch: cached_ablation(spec, settings, device=device, progress=progress)
+            for spec in tqdm(specs, desc="ablations", disable=not progress)}
+
+
+def summary_table(study: Mapping[str, ModelAblation]) -> pd.DataFrame:
+    """One row per model: layers, test accuracy (%), and the reference curve's first- and last-layer Q
+    after training and at the initial weights."""
+    rows = [{"model": model, "layers": len(r.reference.layers), "test accuracy (%)": r.meta.get("test_accuracy"),
+             "Q first layer": r.reference.mean[0], "Q last layer": r.reference.mean[-1],
+             "Q first layer, initial weights": r.untrained.mean[0],
+             "Q last layer, initial weights": r.untrained.mean[-1]} for model, r in study.items()]
+    columns = ["model", "layers", "test accuracy (%)", "Q first layer", "Q last layer",
+               "Q first layer, initial weights", "Q last layer, initial weights"]
+    return pd.DataFrame(rows, columns=columns)

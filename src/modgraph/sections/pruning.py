@@ -1,0 +1,565 @@
+"""Modularity-guided layer pruning (Sec. 5.3: Figs. 9 and 10, Table 1).
+
+Depth variants (Figs. 9, 10): a *family* is a trained parent (e.g. ``vgg19``)
+and registered variants with units removed from the back of its stages
+(``vgg19_1`` .. ``vgg19_6``). Each variant is fine-tuned from the trained
+parent through the model store (``ModelSpec(parent=..., init="transfer")``),
+and every model's modularity curve comes from the curve cache.
+
+- The *removed layers* of a variant are the parent's layers it lacks
+  (:func:`removed_layers`); their *Delta-Q* is the modularity those layers add
+  on the parent's mean curve, ``sum over removed i of (Q_i - Q_{i-1})``
+  (:func:`removed_delta_q`): for one removed layer, its step.
+- A model's *plateau* is its redundant layers by
+  :func:`modgraph.prune.redundant_layers` at the settings' threshold.
+
+Pruning by the curve (Table 1): :func:`prune_by_curve` removes the redundant
+layers of the parent's curve that can go together
+(:func:`modgraph.prune.select_removable`), fine-tunes the pruned model from
+the parent through the store, and counts parameters and FLOPs with thop.
+
+The claims' quantities are pure functions (arrays in, numbers out); the
+paper's own numbers appear only as constants named ``PAPER_*``, quoted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from tqdm.auto import tqdm
+
+from modgraph.claims import Claim, check
+
+if TYPE_CHECKING:
+    from modgraph.curve import Curve
+    from modgraph.prune import Complexity, LayerVerdict
+    from modgraph.store import ModelSpec
+
+__all__ = [
+    "PAPER_FIG9",
+    "PAPER_FIG10",
+    "PAPER_FIG10_POINTS",
+    "PAPER_TABLE1",
+    "ACCURACY_MARGIN",
+    "PruneSettings",
+    "removed_layers",
+    "removed_delta_q",
+    "rank_trend",
+    "linear_correlation",
+    "FamilyStudy",
+    "family_study",
+    "VariantStudies",
+    "variant_studies",
+    "delta_q_points",
+    "drop_claims",
+    "pruned_spec",
+    "PruneResult",
+    "prune_by_curve",
+]
+
+PAPER_FIG9: dict[str, tuple[str, ...]] = {
+    "vgg19": tuple(f"vgg19_{n}" for n in range(1, 7)),
+    "resnet152": tuple(f"resnet152_{n}" for n in range(5, 31, 5)),
+}
+"""The families of the paper's Fig. 9 (CIFAR-10): parent -> its variants."""
+
+PAPER_FIG10: dict[str, tuple[str, ...]] = {"vgg11": ("vgg11_1", "vgg11_2", "vgg11_3")}
+"""The family of the paper's Fig. 10 (CIFAR-10 and CIFAR-100)."""
+
+PAPER_FIG10_POINTS: dict[str, tuple[tuple[float, float], ...]] = {
+    "cifar10": ((0.01, 0.01), (0.16, 0.57)),
+    "cifar100": ((0.08, 0.37), (0.26, 2.11)),
+}
+"""(Delta-Q, accuracy drop in %) pairs quoted from the paper's text on Fig. 10, per data set."""
+
+PAPER_TABLE1: tuple[dict[str, Any], ...] = (
+    {"method": "modularity-guided layer pruning (the paper)", "accuracy (%)": 93.38,
+     "parameters reduction (%)": 43.00, "FLOPs reduction (%)": 60.30},
+    {"method": "Chen & Zhao 2018", "accuracy (%)": 93.29,
+     "parameters reduction (%)": 42.30, "FLOPs reduction (%)": 34.80},
+    {"method": "DBP-0.5", "accuracy (%)": 93.39,
+     "parameters reduction (%)": None, "FLOPs reduction (%)": 53.41},
+)
+"""Rows of the paper's Table 1 (ResNet56 on CIFAR-10), quoted; DBP-0.5 has no parameter count there."""
+
+ACCURACY_MARGIN = 1.0
+"""Largest |accuracy change| (percentage points) from the parent that counts as "accuracy is kept"."""
+
+_PROBE_WIDTH = 1 / 64
+"""Width of the throw-away models that check a variant's layers against its parent's (one channel per 64)."""
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    """How the section trains, fine-tunes and measures.
+
+    Parents train with ``recipe`` over ``epochs`` (``None``: the recipe's);
+    variants and pruned models are fine-tuned from their trained parent with
+    the same recipe stretched to ``finetune_epochs``. Curves use ``n``, ``k``,
+    ``repeats``, ``seed``, ``similarity`` and ``tap``; ``threshold`` is the
+    rise in Q below which :func:`modgraph.prune.redundant_layers` calls a layer
+    redundant.
+    """
+
+    recipe: str
+    finetune_epochs: int
+    epochs: int | None = None
+    width: float = 1.0
+    seed: int = 0
+    n: int = 500
+    k: int = 3
+    repeats: int = 5
+    similarity: str = "cosine"
+    tap: str = "block"
+    threshold: float = 0.01
+
+    def __post_init__(self) -> None:
+        from modgraph.graph import SIMILARITIES
+        from modgraph.models import TAPS
+        from modgraph.train import get_recipe
+
+        get_recipe(self.recipe)
+        SIMILARITIES.get(self.similarity)
+        TAPS.get(self.tap)
+        _positive_int(self.finetune_epochs, "finetune_epochs")
+        if self.epochs is not None:
+            _positive_int(self.epochs, "epochs")
+        for name in ("n", "k", "repeats"):
+            _positive_int(getattr(self, name), name)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        threshold = self.threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+
+    def parent_spec(self, arch: str, dataset: str) -> "ModelSpec":
+        """The store spec of the trained parent ``arch`` on ``dataset``."""
+        from modgraph.store import ModelSpec
+
+        return ModelSpec(arch, dataset, recipe=self.recipe, epochs=self.epochs, seed=self.seed, width=self.width)
+
+    def variant_spec(self, parent: "ModelSpec", variant: str) -> "ModelSpec":
+        """The store spec of ``variant`` fine-tuned from the trained ``parent`` (``ValueError`` unless a variant of it)."""
+        removed_layers(parent.arch, variant)
+        from modgraph.store import ModelSpec
+
+        return ModelSpec(variant, parent.dataset, recipe=self.recipe, epochs=self.finetune_epochs, seed=self.seed,
+                         width=parent.width, parent=parent, init="transfer")
+
+    def curve(self, spec: "ModelSpec", *, device: str | None = None, progress: bool = True) -> "Curve":
+        """The cached test-split curve of the stored model ``spec`` (trained on first use)."""
+        from modgraph import report
+
+        return report.cached_curve(spec, n=self.n, k=self.k, repeats=self.repeats, seed=self.seed,
+                                   similarity=self.similarity, tap=self.tap, device=device, progress=progress)
+
+
+def removed_layers(parent: str, variant: str) -> tuple[str, ...]:
+    """The layers (block-tap names, depth order) of architecture ``parent`` that ``variant`` lacks.
+
+    ``ValueError`` unless ``variant`` is ``parent`` with units removed from the
+    back of its stages, so that its remaining layers keep the parent's names
+    and weights (checked with :func:`modgraph.prune.transfer_weights` on
+    narrow copies of both).
+    """
+    from modgraph.features import layer_names
+    from modgraph.models import create_model
+    from modgraph.prune import transfer_weights
+
+    parent_model, child_model = create_model(parent, width=_PROBE_WIDTH), create_model(variant, width=_PROBE_WIDTH)
+    child_names = set(layer_names(child_model, "block"))
+    removed = tuple(name for name in layer_names(parent_model, "block") if name not in child_names)
+    try:
+        transfer_weights(parent_model, child_model)
+    except ValueError as err:
+        raise ValueError(f"{variant!r} is not {parent!r} with layers removed from the back of its stages: "
+                         f"{err}") from None
+    if not removed:
+        raise ValueError(f"{variant!r} has every layer of {parent!r}: it is not a pruned variant")
+    return removed
+
+
+def removed_delta_q(q: np.ndarray | Sequence[float], layers: Sequence[str], removed: Sequence[str]) -> float:
+    """Modularity the ``removed`` layers add on a parent's mean curve ``q`` (L,) over ``layers`` (L,).
+
+    ``sum over removed layers i of (q[i] - q[i-1])``; the first layer has no
+    step and cannot be among them. ``ValueError`` for unknown or repeated names.
+    """
+    values = np.asarray(q, dtype=float)
+    layers = list(layers)
+    if values.ndim != 1 or values.size != len(layers):
+        raise ValueError(f"q must be 1-D with one value per layer ({len(layers)}), got shape {values.shape}")
+    unknown = [name for name in removed if name not in layers]
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} not among the curve's layers; valid choices: {', '.join(layers)}")
+    if len(set(removed)) != len(removed):
+        raise ValueError(f"removed layers must be distinct, got {list(removed)}")
+    index = [layers.index(name) for name in removed]
+    if 0 in index:
+        raise ValueError(f"the first layer {layers[0]!r} has no step in Q to remove")
+    return float(sum(values[i] - values[i - 1] for i in index))
+
+
+def _pairs(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"x and y must be 1-D of equal length, got shapes {a.shape} and {b.shape}")
+    return a, b
+
+
+def rank_trend(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rho of ``y`` (M,) against ``x`` (M,); NaN with fewer than 3 points or a constant ``x`` or ``y``."""
+    a, b = _pairs(x, y)
+    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(stats.spearmanr(a, b).statistic)
+
+
+def linear_correlation(x: Sequence[float], y: Sequence[float]) -> float:
+    """Pearson r of ``y`` (M,) against ``x`` (M,); NaN with fewer than 3 points or a constant ``x`` or ``y``."""
+    a, b = _pairs(x, y)
+    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(stats.pearsonr(a, b).statistic)
+
+
+@dataclass(frozen=True)
+class FamilyStudy:
+    """A parent and its fine-tuned depth variants on one data set.
+
+    ``curves``: model -> Curve, the parent first (each curve's
+    ``meta["test_accuracy"]`` is the model's test accuracy in %);
+    ``removed``: variant -> the parent's layers it lacks; ``threshold``: of
+    :func:`modgraph.prune.redundant_layers`.
+    """
+
+    parent: str
+    dataset: str
+    curves: dict[str, "Curve"]
+    removed: dict[str, tuple[str, ...]]
+    threshold: float
+
+    def accuracy(self, model: str) -> float:
+        """Test accuracy (%) of ``model``; NaN when its store record has none."""
+        value = self.curves[model].meta.get("test_accuracy")
+        return float("nan") if value is None else float(value)
+
+    def plateau(self, model: str) -> list["LayerVerdict"]:
+        """The redundant layers of ``model``'s own curve."""
+        from modgraph.prune import redundant_layers
+
+        return redundant_layers(self.curves[model], self.threshold)
+
+    def table(self) -> pd.DataFrame:
+        """One row per model: removed layers, their Delta-Q, accuracy and its change, plateau layers."""
+        parent_curve = self.curves[self.parent]
+        rows = []
+        for model, curve in self.curves.items():
+            removed = self.removed.get(model, ())
+            plateau = self.plateau(model)
+            rows.append({
+                "data set": self.dataset, "family": self.parent, "model": model, "layers": len(curve.layers),
+                "removed layers": len(removed),
+                "Delta-Q of removed layers": removed_delta_q(parent_curve.mean, parent_curve.layers, removed),
+                "test accuracy (%)": self.accuracy(model),
+                "change vs parent (pp)": self.accuracy(model) - self.accuracy(self.parent),
+                "plateau layers": len(plateau),
+                "plateau": ", ".join(v.layer for v in plateau),
+            })
+        return pd.DataFrame(rows)
+
+    def claims(self, *, source: str) -> list[Claim]:
+        """The plateau shrinks as layers are removed; every variant keeps the parent's accuracy."""
+        table = self.table()
+        scope = f"{self.parent} variants on {self.dataset}"
+        trend = rank_trend(table["removed layers"], table["plateau layers"])
+        reason = ("needs the parent and at least 2 variants with different plateau lengths"
+                  if math.isnan(trend) else "")
+        changes = table["change vs parent (pp)"].to_numpy()[1:]
+        worst = float(np.abs(changes).max()) if changes.size and np.isfinite(changes).all() else None
+        return [
+            check(f"{scope}: the plateau shrinks as layers are removed",
+                  f"Spearman rho over {len(table)} model(s) of (removed layers, plateau layers at dQ < "
+                  f"{self.threshold:g})", trend, "<", 0.0, source=source, reason=reason),
+            check(f"{scope}: removing the plateau's layers keeps the accuracy",
+                  f"largest |test accuracy change| of {changes.size} fine-tuned variant(s) from the parent (pp)",
+                  worst, "<", ACCURACY_MARGIN, source=source,
+                  reason="no variant was measured" if not changes.size else "an accuracy is not recorded"),
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: curves as dicts, removed layers, threshold."""
+        return {"parent": self.parent, "dataset": self.dataset, "threshold": self.threshold,
+                "curves": {m: c.to_dict() for m, c in self.curves.items()},
+                "removed": {m: list(r) for m, r in self.removed.items()}}
+
+
+def family_study(parent: str, variants: Sequence[str], dataset: str, settings: PruneSettings, *,
+                 device: str | None = None, progress: bool = True) -> FamilyStudy:
+    """Train (or load) ``parent`` on ``dataset``, fine-tune each variant from it, and measure every curve."""
+    if isinstance(variants, str):
+        raise ValueError(f"variants must be a list of model names, not the string {variants!r}")
+    parent_spec = settings.parent_spec(parent, dataset)
+    specs = {parent_spec.arch: parent_spec}
+    specs.update({v.lower(): settings.variant_spec(parent_spec, v) for v in variants})
+    curves = {name: settings.curve(spec, device=device, progress=progress)
+              for name, spec in tqdm(specs.items(), desc=f"{parent} family", disable=not progress)}
+    removed = {name: removed_layers(parent_spec.arch, name) for name in specs if name != parent_spec.arch}
+    return FamilyStudy(parent_spec.arch, parent_spec.dataset, curves, removed, float(settings.threshold))
+
+
+@dataclass(frozen=True)
+class VariantStudies:
+    """Family studies per data set, and what was not measured.
+
+    ``studies``: data set -> parent -> :class:`FamilyStudy`; ``missing``: data
+    set -> why it has none; ``omitted``: model -> why the paper's model is not
+    in this run. Shows as a Markdown note.
+    """
+
+    datasets: tuple[str, ...]
+    studies: dict[str, dict[str, FamilyStudy]]
+    missing: dict[str, str] = field(default_factory=dict)
+    omitted: dict[str, str] = field(default_factory=dict)
+
+    def _repr_markdown_(self) -> str:
+        lines = [f"- **{ds}**: measured {', '.join(m for s in fams.values() for m in s.curves)}"
+                 for ds, fams in self.studies.items()]
+        lines += [f"- **{ds}: not measured.** {why}" for ds, why in self.missing.items()]
+        lines += [f"- **{model}: left out.** {why}" for model, why in self.omitted.items()]
+        return "\n".join(lines) or "Nothing was requested."
+
+    def panels(self) -> dict[str, Mapping[str, "Curve"] | str]:
+        """Panel title -> {"model (accuracy %)": Curve}, or why the data set has none (for ``curve_grid``)."""
+        out: dict[str, Mapping[str, "Curve"] | str] = {}
+        for ds in self.datasets:
+            if ds in self.missing:
+                out[ds] = self.missing[ds]
+            for parent, study in self.studies.get(ds, {}).items():
+                out[f"{parent} on {ds}"] = {f"{m} ({study.accuracy(m):.2f} %)": c for m, c in study.curves.items()}
+        return out
+
+    def table(self) -> pd.DataFrame:
+        """:meth:`FamilyStudy.table` of every study, stacked."""
+        tables = [s.table() for fams in self.studies.values() for s in fams.values()]
+        return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+    def claims(self, *, source: str) -> list[Claim]:
+        """:meth:`FamilyStudy.claims` of every study."""
+        return [c for fams in self.studies.values() for s in fams.values() for c in s.claims(source=source)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: every study, the missing data sets and omitted models."""
+        return {"datasets": list(self.datasets),
+                "studies": {ds: {p: s.to_dict() for p, s in fams.items()} for ds, fams in self.studies.items()},
+                "missing": dict(self.missing), "omitted": dict(self.omitted)}
+
+
+def variant_studies(families: Mapping[str, Sequence[str]], datasets: Sequence[str], settings: PruneSettings, *,
+                    paper: Mapping[str, Sequence[str]] | None = None, device: str | None = None,
+                    progress: bool = True) -> VariantStudies:
+    """:func:`family_study` of every ``parent -> variants`` entry of ``families`` on every data set.
+
+    A data set whose files are absent is recorded in ``missing`` with the
+    loader's message. ``paper`` (e.g. :data:`PAPER_FIG9`) lists the paper's
+    families: those of its models not requested here are recorded in ``omitted``.
+    """
+    from modgraph.data import DatasetNotFoundError, load_dataset
+
+    if not isinstance(families, Mapping):
+        raise ValueError(f"families must map a parent to its variants, got {type(families).__name__}")
+    studies: dict[str, dict[str, FamilyStudy]] = {}
+    missing: dict[str, str] = {}
+    for ds in datasets:
+        try:
+            load_dataset(ds, "test", progress=progress)
+        except DatasetNotFoundError as err:
+            missing[ds] = str(err)
+            continue
+        studies[ds] = {p.lower(): family_study(p, vs, ds, settings, device=device, progress=progress)
+                       for p, vs in families.items()}
+    requested = {m.lower() for p, vs in families.items() for m in (p, *vs)}
+    omitted = {m: "in the paper's figure, not requested by this profile's parameters"
+               for p, vs in (paper or {}).items() for m in (p, *vs) if m not in requested}
+    return VariantStudies(tuple(datasets), studies, missing, omitted)
+
+
+def delta_q_points(studies: VariantStudies) -> pd.DataFrame:
+    """Fig. 10's points: measured (Delta-Q of removed layers, accuracy drop) per variant, and the paper's quoted ones.
+
+    Columns: data set, model, Delta-Q, accuracy drop (%), source ("measured"
+    or "paper (quoted)"). The drop is the parent's accuracy minus the variant's.
+    """
+    rows = []
+    table = studies.table()
+    variants = table[table["removed layers"] > 0] if len(table) else table
+    for _, row in variants.iterrows():
+        rows.append({"data set": row["data set"], "model": row["model"],
+                     "Delta-Q": row["Delta-Q of removed layers"],
+                     "accuracy drop (%)": -row["change vs parent (pp)"], "source": "measured"})
+    for ds in studies.datasets:
+        for dq, drop in PAPER_FIG10_POINTS.get(ds, ()):
+            rows.append({"data set": ds, "model": "", "Delta-Q": dq, "accuracy drop (%)": drop,
+                         "source": "paper (quoted)"})
+    return pd.DataFrame(rows, columns=["data set", "model", "Delta-Q", "accuracy drop (%)", "source"])
+
+
+def drop_claims(points: pd.DataFrame, datasets: Sequence[str], *, missing: Mapping[str, str], source: str) -> list[Claim]:
+    """"The accuracy drop grows with Delta-Q": per data set, Pearson r of the measured points > 0."""
+    out = []
+    for ds in datasets:
+        measured = points[(points["data set"] == ds) & (points["source"] == "measured")]
+        r = linear_correlation(measured["Delta-Q"], measured["accuracy drop (%)"])
+        reason = missing.get(ds) or f"needs 3 variants with different Delta-Q and drops, got {len(measured)}"
+        out.append(check(f"{ds}: the accuracy drop of a variant grows with the Delta-Q of its removed layers",
+                         f"Pearson r over {len(measured)} fine-tuned variant(s) of (Delta-Q, accuracy drop)",
+                         r, ">", 0.0, source=source, reason=reason))
+    return out
+
+
+def _initialiser(parent: "ModelSpec", removed: Sequence[str]) -> str:
+    """The name of a store initialiser copying ``parent``'s weights into a child lacking ``removed``.
+
+    The store's ``transfer`` maps layers by name (units removed from the back
+    of stages); a child pruned in the middle of a stage needs the removed
+    names, so each set of them gets its own registered mapping.
+    """
+    from modgraph.prune import transfer_weights
+    from modgraph.store import INITIALISERS
+
+    name = "transfer-without:" + "+".join(removed)
+    if name not in INITIALISERS:
+        INITIALISERS.register(name, lambda p, c: transfer_weights(p, c, list(removed)))
+    return name
+
+
+def pruned_spec(parent: "ModelSpec", removed: Sequence[str], settings: PruneSettings) -> "ModelSpec":
+    """The store spec of ``parent`` without the layers ``removed`` (block-tap names), fine-tuned from it."""
+    from modgraph.prune import depth_variant
+    from modgraph.store import ModelSpec
+
+    if isinstance(removed, str) or not removed:
+        raise ValueError(f"removed must be a non-empty list of layer names, got {removed!r}")
+    overrides = depth_variant(parent.arch, list(removed), **dict(parent.overrides))
+    return ModelSpec(parent.arch, parent.dataset, recipe=settings.recipe, epochs=settings.finetune_epochs,
+                     seed=settings.seed, width=parent.width, overrides=overrides, parent=parent,
+                     init=_initialiser(parent, list(removed)))
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """A model pruned where its curve says, fine-tuned: what went, what stayed, accuracy and size.
+
+    ``verdicts``: the redundant layers of the parent's curve; ``removed``:
+    those pruned (block-tap names); ``refused``: layer -> why it stayed;
+    accuracies in %; ``pruned_accuracy`` is ``None`` when nothing was removed.
+    """
+
+    arch: str
+    dataset: str
+    threshold: float
+    verdicts: tuple["LayerVerdict", ...]
+    removed: tuple[str, ...]
+    refused: dict[str, str]
+    parent_accuracy: float | None
+    pruned_accuracy: float | None
+    before: "Complexity"
+    after: "Complexity"
+
+    @property
+    def reduction(self) -> dict[str, float]:
+        """Percentage of parameters and of FLOPs (= of MACs) removed."""
+        from modgraph.prune import reduction
+
+        saved = reduction(self.before, self.after)
+        return {"params_pct": saved["params_pct"], "flops_pct": saved["macs_pct"]}
+
+    def _repr_markdown_(self) -> str:
+        lines = [f"{len(self.verdicts)} redundant layer(s) in the curve of {self.arch} on {self.dataset} "
+                 f"(rise in Q below {self.threshold:g}); {len(self.removed)} removed:", ""]
+        lines += [f"- `{v.layer}`: {v.reason}" + (f" -- **kept**: {self.refused[v.layer]}"
+                                                   if v.layer in self.refused else "") for v in self.verdicts]
+        return "\n".join(lines)
+
+    def table(self) -> pd.DataFrame:
+        """Our unpruned and pruned model beside the paper's Table 1 rows (quoted, marked so)."""
+        saved = self.reduction
+        ours = [
+            {"method": f"{self.arch} unpruned (ours)", "accuracy (%)": self.parent_accuracy,
+             "parameters": self.before.params, "FLOPs": self.before.flops,
+             "parameters reduction (%)": 0.0, "FLOPs reduction (%)": 0.0, "source": "measured"},
+            {"method": f"{self.arch} pruned by its modularity curve, fine-tuned (ours)",
+             "accuracy (%)": self.pruned_accuracy, "parameters": self.after.params, "FLOPs": self.after.flops,
+             "parameters reduction (%)": saved["params_pct"], "FLOPs reduction (%)": saved["flops_pct"],
+             "source": "measured"},
+        ]
+        quoted = [{**row, "parameters": None, "FLOPs": None, "source": "paper's Table 1 (quoted)"}
+                  for row in PAPER_TABLE1]
+        columns = ["method", "accuracy (%)", "parameters", "FLOPs", "parameters reduction (%)",
+                   "FLOPs reduction (%)", "source"]
+        return pd.DataFrame(ours + quoted, columns=columns)
+
+    def claims(self, *, source: str) -> list[Claim]:
+        """The curve finds layers to prune; pruning them keeps the accuracy within the margin."""
+        scope = f"{self.arch} on {self.dataset}"
+        drop = (None if self.pruned_accuracy is None or self.parent_accuracy is None
+                else self.parent_accuracy - self.pruned_accuracy)
+        return [
+            check(f"{scope}: the modularity curve finds redundant layers whose removal saves computation",
+                  "FLOPs reduction (%) of the pruned model", self.reduction["flops_pct"], ">", 0.0, source=source),
+            check(f"{scope}: the model pruned where its curve says keeps its accuracy after fine-tuning",
+                  "test accuracy drop from the unpruned model (pp)", drop, "<", ACCURACY_MARGIN, source=source,
+                  reason="no layer was removed" if not self.removed else "an accuracy is not recorded"),
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record of the pruning."""
+        return {"arch": self.arch, "dataset": self.dataset, "threshold": self.threshold,
+                "verdicts": [asdict(v) for v in self.verdicts], "removed": list(self.removed),
+                "refused": dict(self.refused), "parent_accuracy": self.parent_accuracy,
+                "pruned_accuracy": self.pruned_accuracy, "before": self.before.to_dict(),
+                "after": self.after.to_dict(), "reduction": self.reduction}
+
+
+def prune_by_curve(parent: "ModelSpec", settings: PruneSettings, *, device: str | None = None,
+                   progress: bool = True) -> PruneResult:
+    """Prune the stored ``parent`` at the redundant layers of its curve and fine-tune the result.
+
+    The parent's curve (cached) gives :func:`modgraph.prune.redundant_layers`
+    among the layers the model can lose; those that can go together are
+    removed, the pruned model is fine-tuned from the parent through the store
+    (``settings.finetune_epochs``), and thop counts both models for one image.
+    """
+    from modgraph import report
+    from modgraph.data import load_dataset
+    from modgraph.features import layer_names
+    from modgraph.prune import complexity, prunable_layers, redundant_layers, select_removable
+    from modgraph.store import get_model
+
+    stored = get_model(parent, device=device, progress=progress)
+    model = stored.model
+    curve = settings.curve(parent, device=device, progress=progress)
+    verdicts = redundant_layers(curve, settings.threshold, prunable=prunable_layers(model, settings.tap))
+    kept, refused = select_removable(model, verdicts)
+    block = dict(zip(layer_names(model, settings.tap), layer_names(model, "block")))
+    removed = tuple(block[v.layer] for v in kept)
+    height, width = load_dataset(parent.dataset, "test", progress=progress).image_size
+    size = (1, 3, height, width)
+    before = complexity(model, size)
+    if removed:
+        pruned = get_model(pruned_spec(parent, removed, settings), device=device, progress=progress)
+        after, pruned_accuracy = complexity(pruned.model, size), report.accuracy_percent(pruned.metrics)
+    else:
+        after, pruned_accuracy = before, None
+    return PruneResult(parent.arch, parent.dataset, float(settings.threshold), tuple(verdicts), removed, refused,
+                       report.accuracy_percent(stored.metrics), pruned_accuracy, before, after)

@@ -1,0 +1,404 @@
+"""Trained models on demand: describe a model by a :class:`ModelSpec`, get it with :func:`get_model`.
+
+The first request trains the model (resuming an interrupted run) and stores it
+under ``paths.models_dir()/<arch>-<dataset>-<recipe>-<hash>/``:
+
+- ``model.pt``: ``{"state_dict", "spec", "meta"}``, ``meta`` being what rebuilds
+  the network (arch, num_classes, width, overrides, mean, std);
+- ``snapshots/epoch_XXX.pt``: the weights after epoch XXX (000: initialisation),
+  ``{"state_dict", "epoch", "meta"}``;
+- ``metrics.json``: spec, hash, resolved recipe, data set, per-epoch history,
+  final test accuracy (fraction), wall time, device, hardware, code version
+  and the sha256 of every weight file; written last, so its presence marks a
+  complete run;
+- ``resume.pt`` while training (removed when done).
+
+Later requests verify the sha256s and load in seconds; a corrupted or
+truncated file is retrained with a warning, never loaded. The hash covers the
+spec with its recipe resolved to all its fields (a changed recipe is a new
+model), but not ``snapshot_epochs``: a stored run serves every request whose
+snapshots it holds; otherwise it is retrained with the union of both sets.
+
+Fine-tuning: ``parent`` names a trained model whose weights initialise this one
+through ``init``, an :data:`INITIALISERS` entry ``fn(parent_model, child_model)``:
+``copy`` (same architecture, strict ``load_state_dict``) or ``transfer``
+(:func:`modgraph.prune.transfer_weights`: a child with layers removed).
+Register further mappings with ``INITIALISERS.register(name, fn)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import pickle
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from modgraph import paths, provenance
+from modgraph.data import DATASETS, ArrayDataset, load_dataset
+from modgraph.registry import Registry
+from modgraph.train import RESUME_FILE, Recipe, get_recipe, resolve_device, snapshot_path, train_model
+
+__all__ = [
+    "ModelSpec",
+    "StoredModel",
+    "INITIALISERS",
+    "spec_hash",
+    "model_dir",
+    "get_model",
+    "load_checkpoint",
+]
+
+MODEL_FILE = "model.pt"
+METRICS_FILE = "metrics.json"
+
+INITIALISERS: Registry[Callable[[nn.Module, nn.Module], Any]] = Registry("initialiser")
+
+
+def _copy_weights(parent: nn.Module, child: nn.Module) -> None:
+    try:
+        child.load_state_dict(parent.state_dict())
+    except RuntimeError as err:
+        raise ValueError(f"init 'copy' needs the parent's architecture: {_first_line(err)}") from None
+
+
+def _transfer_weights(parent: nn.Module, child: nn.Module) -> None:
+    importlib.import_module("modgraph.prune").transfer_weights(parent, child)
+
+
+INITIALISERS.register("copy", _copy_weights)
+INITIALISERS.register("transfer", _transfer_weights)
+
+
+def _first_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:300]
+
+
+def _freeze(value: Any) -> Any:
+    """Lists (from JSON) as tuples, recursively, so configurations stay hashable."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    raise ValueError(f"override values must be numbers, strings, booleans, None or sequences of them, "
+                     f"got {type(value).__name__} {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that determines a trained model.
+
+    ``recipe``: a :data:`modgraph.train.RECIPES` name; ``epochs``: ``None`` for
+    the recipe's, otherwise the recipe stretched to that many epochs
+    (:meth:`Recipe.with_epochs`); ``overrides``: ``(key, value)`` pairs (or a
+    dict) passed to ``create_model``; ``parent``/``init``: start from a trained
+    model's weights (``init`` defaults to ``"copy"``); ``snapshot_epochs``:
+    epochs whose weights to keep (0 = initialisation). Names are validated
+    and lower-cased on construction.
+    """
+
+    arch: str
+    dataset: str
+    recipe: str = "fast"
+    epochs: int | None = None
+    seed: int = 0
+    width: float = 1.0
+    overrides: tuple[tuple[str, Any], ...] = ()
+    parent: "ModelSpec | None" = None
+    init: str | None = None
+    snapshot_epochs: tuple[int, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        from modgraph.models import MODELS, model_config
+
+        pairs = self.overrides.items() if isinstance(self.overrides, Mapping) else self.overrides
+        overrides = tuple(sorted((str(k), _freeze(v)) for k, v in pairs))
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        MODELS.get(self.arch)
+        set_("arch", self.arch.lower())
+        set_("dataset", DATASETS.get(self.dataset).name)
+        set_("recipe", get_recipe(self.recipe).name)
+        set_("overrides", overrides)
+        model_config(self.arch, **dict(overrides))
+        if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not self.width > 0:
+            raise ValueError(f"width must be a number > 0, got {self.width!r}")
+        set_("width", float(self.width))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)
+                                        or self.epochs < 1):
+            raise ValueError(f"epochs must be None or an int >= 1, got {self.epochs!r}")
+        if self.parent is not None and not isinstance(self.parent, ModelSpec):
+            raise ValueError(f"parent must be a ModelSpec or None, got {type(self.parent).__name__}")
+        if self.parent is None and self.init is not None:
+            raise ValueError(f"init {self.init!r} needs a parent model to initialise from")
+        if self.parent is not None:
+            INITIALISERS.get(self.init or "copy")
+            set_("init", (self.init or "copy").lower())
+        snaps = tuple(sorted({int(e) for e in self.snapshot_epochs}))
+        epochs = self.recipe_config().epochs
+        if any(not 0 <= e <= epochs for e in snaps):
+            raise ValueError(f"snapshot_epochs {snaps} must lie in 0..{epochs} (0 = initialisation)")
+        set_("snapshot_epochs", snaps)
+
+    def recipe_config(self) -> Recipe:
+        """The resolved training recipe."""
+        recipe = get_recipe(self.recipe)
+        return recipe if self.epochs is None else recipe.with_epochs(self.epochs)
+
+    def canonical(self) -> dict[str, Any]:
+        """JSON-ready description that determines the trained weights (no ``snapshot_epochs``)."""
+        return {
+            "arch": self.arch, "dataset": self.dataset, "recipe": self.recipe_config().to_dict(),
+            "seed": self.seed, "width": self.width, "overrides": [[k, v] for k, v in self.overrides],
+            "parent": self.parent.canonical() if self.parent is not None else None, "init": self.init,
+        }
+
+
+def spec_hash(spec: ModelSpec) -> str:
+    """12 hex digits of the sha256 of ``spec.canonical()`` as sorted, compact JSON."""
+    text = json.dumps(spec.canonical(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def model_dir(spec: ModelSpec) -> Path:
+    """``paths.models_dir()/<arch>-<dataset>-<recipe>-<hash>``."""
+    return paths.models_dir() / f"{spec.arch}-{spec.dataset}-{spec.recipe}-{spec_hash(spec)}"
+
+
+@dataclass(frozen=True, eq=False)
+class StoredModel:
+    """A stored, trained model: ``model`` in eval mode on the requested device.
+
+    ``metrics``: the run's ``metrics.json``; ``trained``: whether this call trained it.
+    """
+
+    model: nn.Module
+    spec: ModelSpec
+    path: Path
+    metrics: dict[str, Any]
+    trained: bool = False
+
+    @property
+    def snapshot_epochs(self) -> tuple[int, ...]:
+        """Epochs with saved weights."""
+        return tuple(self.metrics.get("snapshot_epochs", ()))
+
+    def snapshot(self, epoch: int) -> nn.Module:
+        """The model after ``epoch`` epochs (0: initialisation), eval mode, on the model's device."""
+        if epoch not in self.snapshot_epochs:
+            raise ValueError(f"no snapshot of epoch {epoch} in {self.path}; saved epochs: "
+                             f"{', '.join(map(str, self.snapshot_epochs)) or 'none'} (request them with "
+                             f"ModelSpec(snapshot_epochs=...))")
+        path = snapshot_path(self.path, epoch)
+        rel = path.relative_to(self.path).as_posix()
+        if _sha256(path) != self.metrics["files"].get(rel):
+            raise ValueError(f"snapshot {path} is corrupted (sha256 differs from metrics.json); delete "
+                             f"{self.path} to retrain")
+        device = next(self.model.parameters()).device
+        return _load_weights(path, self.metrics["model"], device)
+
+
+def get_model(spec: ModelSpec, device: str | torch.device | None = None, progress: bool = True) -> StoredModel:
+    """The trained model of ``spec``: from the store when a verified copy exists, else trained and stored."""
+    if not isinstance(spec, ModelSpec):
+        raise ValueError(f"spec must be a ModelSpec, got {type(spec).__name__}")
+    dev = resolve_device(device)
+    folder = model_dir(spec)
+    snaps = set(spec.snapshot_epochs)
+    if (folder / METRICS_FILE).exists():
+        stored, problem, held = _verified(spec, folder, dev)
+        if stored is not None and snaps <= set(held):
+            return stored
+        if stored is not None:
+            warnings.warn(f"stored model {folder.name} holds snapshots {sorted(held)} but {sorted(snaps)} were "
+                          f"requested; retraining with {sorted(snaps | set(held))}", stacklevel=2)
+        else:
+            warnings.warn(f"stored model {folder} is unusable ({problem}); retraining", stacklevel=2)
+        snaps |= set(held)
+        for name in (METRICS_FILE, MODEL_FILE, RESUME_FILE):
+            (folder / name).unlink(missing_ok=True)
+        shutil.rmtree(folder / "snapshots", ignore_errors=True)
+    _train(spec, folder, dev, tuple(sorted(snaps)), progress)
+    stored, problem, _ = _verified(spec, folder, dev)
+    if stored is None:
+        raise ValueError(f"freshly stored model {folder} fails verification: {problem}")
+    return StoredModel(stored.model, spec, folder, stored.metrics, trained=True)
+
+
+def _sha256(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verified(spec: ModelSpec, folder: Path, device: torch.device) -> tuple[StoredModel | None, str, list[int]]:
+    """The stored model if its weights and requested snapshots match their sha256, else ``None`` and why;
+    and the saved snapshot epochs."""
+    try:
+        metrics = json.loads((folder / METRICS_FILE).read_text())
+        files, held, meta = metrics["files"], list(metrics["snapshot_epochs"]), metrics["model"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return None, f"unreadable {METRICS_FILE}: {err}", []
+    if metrics.get("spec_hash") != spec_hash(spec):
+        return None, f"{METRICS_FILE} belongs to spec {metrics.get('spec_hash')}, not {spec_hash(spec)}", held
+    needed = [MODEL_FILE] + [snapshot_path(folder, e).relative_to(folder).as_posix() for e in spec.snapshot_epochs
+                             if e in held]
+    bad = [name for name in needed if _sha256(folder / name) != files.get(name)]
+    if bad:
+        return None, f"{', '.join(bad)} missing or corrupted (sha256 differs from {METRICS_FILE})", held
+    if meta.get("arch") != spec.arch:
+        raise ValueError(f"{folder / MODEL_FILE} holds a {meta.get('arch')!r} model, not {spec.arch!r}")
+    try:
+        model = _load_weights(folder / MODEL_FILE, meta, device)
+    except ValueError as err:
+        return None, str(err), held
+    return StoredModel(model, spec, folder, metrics), "", held
+
+
+def _build(meta: Mapping[str, Any]) -> nn.Module:
+    from modgraph.models import create_model
+
+    return create_model(meta["arch"], num_classes=int(meta["num_classes"]), width=float(meta["width"]),
+                        mean=tuple(meta["mean"]), std=tuple(meta["std"]),
+                        **{k: _freeze(v) for k, v in meta["overrides"]})
+
+
+def _load_weights(path: Path, meta: Mapping[str, Any], device: torch.device) -> nn.Module:
+    """A fresh ``meta`` model with the ``state_dict`` of ``path``, eval mode, on ``device``."""
+    state = _read(path)
+    model = _build(meta)
+    _load_state(model, state.get("state_dict", state), path, meta["arch"])
+    return model.to(device).eval()
+
+
+def _read(path: Path) -> Mapping[str, Any]:
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, KeyError, IndexError, AttributeError,
+            pickle.UnpicklingError) as err:
+        raise ValueError(f"cannot read checkpoint {path} (truncated or not a torch file?): "
+                         f"{type(err).__name__}: {_first_line(err)}") from None
+    if not isinstance(saved, Mapping):
+        raise ValueError(f"checkpoint {path} holds a {type(saved).__name__}, not a state dict")
+    return saved
+
+
+def _load_state(model: nn.Module, state: Any, path: Path, arch: str) -> None:
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"checkpoint {path} holds no state dict of tensors")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        raise ValueError(f"checkpoint {path} does not fit model {arch!r}: missing {missing[:4]}, "
+                         f"unexpected {unexpected[:4]}, shape mismatches {shapes[:4]}")
+    model.load_state_dict(state)
+
+
+def _model_meta(spec: ModelSpec, train: ArrayDataset) -> dict[str, Any]:
+    return {"arch": spec.arch, "num_classes": train.num_classes, "width": spec.width,
+            "overrides": [[k, v] for k, v in spec.overrides], "mean": list(train.mean), "std": list(train.std)}
+
+
+def _check_fits(model: nn.Module, spec: ModelSpec, data: ArrayDataset) -> None:
+    """``ValueError`` unless ``model`` maps ``data``'s images to ``data.num_classes`` logits."""
+    h, w = data.image_size
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, 3, h, w))
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"model {spec.arch!r} cannot take {spec.dataset} images of {h}x{w}: "
+                         f"{_first_line(err)}") from None
+    if out.shape != (2, data.num_classes):
+        raise ValueError(f"model {spec.arch!r} outputs {tuple(out.shape[1:])} values per image but "
+                         f"{spec.dataset} has {data.num_classes} classes")
+
+
+def _train(spec: ModelSpec, folder: Path, device: torch.device, snaps: tuple[int, ...], progress: bool) -> None:
+    from modgraph.models import create_model
+
+    recipe = spec.recipe_config()
+    train = load_dataset(spec.dataset, "train", progress=progress)
+    test = load_dataset(spec.dataset, "test", progress=progress)
+    meta = _model_meta(spec, train)
+    model = create_model(spec.arch, num_classes=train.num_classes, width=spec.width, mean=train.mean,
+                         std=train.std, seed=spec.seed, **dict(spec.overrides))
+    _check_fits(model, spec, train)
+    if spec.parent is not None:
+        parent = get_model(spec.parent, device=device, progress=progress)
+        INITIALISERS.get(spec.init)(parent.model, model)
+    folder.mkdir(parents=True, exist_ok=True)
+    result = train_model(model, train, test, recipe, seed=spec.seed, device=device, checkpoint_dir=folder,
+                         snapshot_epochs=snaps, snapshot_meta={"meta": meta}, progress=progress)
+    canonical = spec.canonical()
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    provenance.atomic_torch_save({"state_dict": state, "spec": canonical, "meta": meta}, folder / MODEL_FILE)
+    names = [MODEL_FILE] + [snapshot_path(folder, e).relative_to(folder).as_posix() for e in snaps]
+    provenance.atomic_write_json(folder / METRICS_FILE, {
+        "spec": canonical, "spec_hash": spec_hash(spec), "model": meta,
+        "dataset": {"name": train.name, "source": train.source, "n_train": len(train), "n_test": len(test),
+                    "num_classes": train.num_classes, "image_size": list(train.image_size)},
+        "snapshot_epochs": list(snaps), **result,
+        "hardware": provenance.hardware(), "code_version": provenance.code_version(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": {name: _sha256(folder / name) for name in names},
+    })
+    (folder / RESUME_FILE).unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | Path, arch: str | None = None, *, num_classes: int | None = None,
+                    width: float = 1.0, device: str | torch.device | None = None,
+                    overrides: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()) -> nn.Module:
+    """The model saved at ``path`` (eval mode, on ``device``; ``None``: CUDA when available).
+
+    ``path``: a store folder, its ``model.pt`` or a snapshot (which record
+    their architecture; ``arch``, when given, must match), or a bare state
+    dict / ``{"state_dict": ...}`` file of a modgraph model, which needs
+    ``arch`` and is built with ``width``, ``overrides`` and ``num_classes``
+    (default: the rows of the last 2-D weight, i.e. the classifier's).
+    ``ValueError`` naming both architectures when they disagree.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} does not exist")
+    saved = _read(path)
+    dev = resolve_device(device)
+    meta = saved.get("meta")
+    if isinstance(meta, Mapping) and "arch" in meta:
+        if arch is not None and arch.lower() != meta["arch"]:
+            raise ValueError(f"checkpoint {path} holds a {meta['arch']!r} model, not {arch!r}")
+        model = _build(meta)
+        _load_state(model, saved.get("state_dict"), path, meta["arch"])
+        return model.to(dev).eval()
+    if arch is None:
+        raise ValueError(f"checkpoint {path} does not record its architecture; pass arch=")
+    from modgraph.models import create_model
+
+    state = saved.get("state_dict", saved)
+    if num_classes is None:
+        weights = [v for v in state.values() if isinstance(v, torch.Tensor) and v.ndim == 2]
+        if not weights:
+            raise ValueError(f"checkpoint {path} has no 2-D classifier weight; pass num_classes=")
+        num_classes = int(weights[-1].shape[0])
+    pairs = overrides.items() if isinstance(overrides, Mapping) else overrides
+    model = create_model(arch, num_classes=num_classes, width=width, **{k: _freeze(v) for k, v in pairs})
+    _load_state(model, state, path, arch)
+    return model.to(dev).eval()

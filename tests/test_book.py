@@ -1,0 +1,278 @@
+"""The book tool on a tiny synthetic project: stamps, parameter checks, failures, GPU profiles, the CLI."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from modgraph import book
+
+PARAMS_HEAD = "profile = 'smoke'\noutput = 'smoke'\n"
+BODY = (
+    "from pathlib import Path\n"
+    "if x == 13:\n"
+    "    raise RuntimeError('unlucky x')\n"
+    "out = Path('results') / output / (NAME + '.txt')\n"
+    "out.parent.mkdir(parents=True, exist_ok=True)\n"
+    "out.write_text(f'{profile} {x} {items}')\n"
+)
+
+
+def write_notebook(path: Path, name: str, params: str = "x = 1\nitems = [1, 2]\n", body: str = BODY) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(f"# {name}"),
+        nbformat.v4.new_code_cell(PARAMS_HEAD + params, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(f"NAME = {name!r}\n" + body),
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+
+
+def write_params(root: Path, profile: str, data: dict) -> None:
+    (root / "params").mkdir(exist_ok=True)
+    (root / "params" / f"{profile}.yml").write_text(yaml.safe_dump(data))
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A project root with notebooks aa_first and bb_second, profiles smoke and gpu (gpu: true)."""
+    monkeypatch.setenv("MODGRAPH_HOME", str(tmp_path))
+    (tmp_path / "_config.yml").write_text("title: test\nexecute:\n  execute_notebooks: 'off'\n")
+    (tmp_path / "_toc.yml").write_text(yaml.safe_dump({
+        "format": "jb-book", "root": "book/intro",
+        "chapters": [{"file": "notebooks/aa_first"}, {"file": "notebooks/bb_second"}],
+    }))
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n")
+    write_notebook(tmp_path / "notebooks" / "aa_first.ipynb", "aa_first")
+    write_notebook(tmp_path / "notebooks" / "bb_second.ipynb", "bb_second")
+    write_params(tmp_path, "smoke", {"profile": {"description": "tiny"}, "defaults": {"x": 2},
+                                     "bb_second": {"items": [3]}})
+    write_params(tmp_path, "gpu", {"profile": {"description": "needs CUDA", "gpu": True}, "defaults": {"x": 5}})
+    monkeypatch.setattr(book, "_cuda_available", lambda: False)
+    return tmp_path
+
+
+@pytest.fixture
+def fake_execute(monkeypatch):
+    """Replace papermill execution by writing the executed file; records the calls."""
+    calls = []
+
+    def execute(notebook, params, output, *, progress=True):
+        calls.append((notebook, dict(params), output))
+        path = book._executed_path(output, notebook)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+        return 0.0
+
+    monkeypatch.setattr(book, "execute_notebook", execute)
+    return calls
+
+
+@pytest.fixture
+def fake_build(monkeypatch):
+    builds = []
+
+    def build(tag, pages, *, progress=True):
+        builds.append((tag, dict(pages)))
+        return Path("index.html")
+
+    monkeypatch.setattr(book, "build_html", build)
+    return builds
+
+
+def test_params_merge_defaults_and_blocks(project):
+    prof = book.get_profile("smoke")
+    assert book.notebook_params(prof, "aa_first") == {"profile": "smoke", "output": "smoke", "x": 2}
+    assert book.notebook_params(prof, "bb_second", output="smoke-custom") == {
+        "profile": "smoke", "output": "smoke-custom", "x": 2, "items": [3]}
+
+
+def test_unknown_profile_lists_valid_ones(project):
+    with pytest.raises(ValueError, match=r"unknown profile 'nope'; valid choices: auto, gpu, smoke"):
+        book.get_profile("nope")
+
+
+def test_auto_profile_resolves_by_cuda(project, monkeypatch):
+    write_params(project, "quick", {})
+    write_params(project, "fast", {"profile": {"gpu": True}})
+    assert book.get_profile("auto").name == "quick"
+    monkeypatch.setattr(book, "_cuda_available", lambda: True)
+    assert book.get_profile("auto").name == "fast"
+
+
+def test_unknown_notebook_lists_valid_ones(project, fake_execute, fake_build):
+    with pytest.raises(ValueError, match=r"unknown notebook 'cc'; valid choices: aa_first, bb_second"):
+        book.run_figure("cc", {}, "smoke")
+    assert fake_execute == []
+
+
+def test_listed_notebook_must_exist(project, fake_execute, fake_build):
+    (project / "notebooks" / "bb_second.ipynb").unlink()
+    with pytest.raises(ValueError, match="bb_second.*does not exist"):
+        book.run_book("smoke")
+    assert fake_execute == []
+
+
+def test_param_file_errors_name_the_problem(project, fake_execute, fake_build):
+    write_params(project, "smoke", {"aa_first": {"y": 1}})
+    with pytest.raises(ValueError, match=r"no parameter 'y'; valid names: x, items"):
+        book.run_book("smoke")
+    write_params(project, "smoke", {"zz_third": {"x": 1}})
+    with pytest.raises(ValueError, match=r"unknown notebooks \['zz_third'\]"):
+        book.run_book("smoke")
+    write_params(project, "smoke", {"defaults": {"typo": 1}})
+    with pytest.raises(ValueError, match=r"defaults \['typo'\] are declared by no notebook"):
+        book.run_book("smoke")
+    write_params(project, "smoke", {"aa_first": {"x": "two"}})
+    with pytest.raises(ValueError, match=r"'x' of aa_first expects int .*got str 'two'"):
+        book.run_book("smoke")
+    write_params(project, "smoke", {"aa_first": {"profile": "paper"}})
+    with pytest.raises(ValueError, match="sets itself"):
+        book.run_book("smoke")
+    assert fake_execute == []
+
+
+def test_notebook_must_declare_reserved_parameters(project, fake_execute, fake_build):
+    nb = nbformat.read(str(project / "notebooks" / "aa_first.ipynb"), as_version=4)
+    nb.cells[1].source = "x = 1\nitems = []\n"
+    nbformat.write(nb, str(project / "notebooks" / "aa_first.ipynb"))
+    with pytest.raises(ValueError, match="must declare profile, output"):
+        book.run_book("smoke")
+
+
+def test_parse_overrides_reads_yaml():
+    assert book.parse_overrides([("k", "5"), ("archs", "[vgg11, resnet18]"), ("w", "0.5"), ("s", "abc")]) == {
+        "k": 5, "archs": ["vgg11", "resnet18"], "w": 0.5, "s": "abc"}
+    with pytest.raises(ValueError, match=r"malformed value for parameter 'archs': '\[vgg11'"):
+        book.parse_overrides([("archs", "[vgg11")])
+    with pytest.raises(ValueError, match="set by the book tool"):
+        book.parse_overrides([("profile", "paper")])
+
+
+def test_figure_checks_overrides_before_running(project, fake_execute, fake_build):
+    with pytest.raises(ValueError, match=r"no parameter 'k'; valid names: x, items"):
+        book.run_figure("aa_first", {"k": 5}, "smoke")
+    with pytest.raises(ValueError, match="expects int"):
+        book.run_figure("aa_first", {"x": [1]}, "smoke")
+    assert fake_execute == [] and fake_build == []
+
+
+def test_stamps_rerun_exactly_what_changed(project, fake_execute, fake_build, monkeypatch):
+    book.run_book("smoke", progress=False)
+    assert [c[0] for c in fake_execute] == ["aa_first", "bb_second"]
+    assert fake_build[-1][0] == "smoke"
+    stamp = json.loads((project / "results/smoke/stamps/aa_first.json").read_text())
+    assert {"template", "params", "library"} <= set(stamp)
+
+    fake_execute.clear()
+    book.run_book("smoke", progress=False)
+    assert fake_execute == []  # nothing changed
+
+    write_notebook(project / "notebooks" / "aa_first.ipynb", "aa_first", body=BODY + "y = 2\n")
+    assert book.stale_reason("aa_first", book.notebook_params(book.get_profile("smoke"), "aa_first"),
+                             "smoke") == "template changed"
+    book.run_book("smoke", progress=False)
+    assert [c[0] for c in fake_execute] == ["aa_first"]
+
+    fake_execute.clear()
+    write_params(project, "smoke", {"defaults": {"x": 2}, "bb_second": {"items": [4]}})
+    book.run_book("smoke", progress=False)
+    assert [c[0] for c in fake_execute] == ["bb_second"]
+
+    fake_execute.clear()
+    monkeypatch.setattr(book, "library_hash", lambda: "edited library")
+    book.run_book("smoke", progress=False)
+    assert [c[0] for c in fake_execute] == ["aa_first", "bb_second"]
+
+
+def test_library_hash_is_content_hash(monkeypatch, tmp_path):
+    import modgraph
+
+    first = book.library_hash()
+    assert first == book.library_hash() and len(first) == 64
+    fake_pkg = tmp_path / "modgraph"
+    fake_pkg.mkdir()
+    (fake_pkg / "__init__.py").write_text("")
+    monkeypatch.setattr(modgraph, "__file__", str(fake_pkg / "__init__.py"))
+    empty = book.library_hash()
+    (fake_pkg / "graph.py").write_text("Q = 1\n")
+    assert book.library_hash() not in (first, empty)
+
+
+def test_gpu_profile_stops_on_stale_results_without_cuda(project, fake_execute, fake_build):
+    with pytest.raises(book.BookError, match=r"aa_first \(never executed\); bb_second \(never executed\).*FORCE=1"):
+        book.run_book("gpu", progress=False)
+    assert fake_execute == [] and fake_build == []
+    book.run_book("gpu", force=True, progress=False)
+    assert [c[0] for c in fake_execute] == ["aa_first", "bb_second"]
+    fake_execute.clear()
+    book.run_book("gpu", progress=False)  # up-to-date committed results are reused without CUDA
+    assert fake_execute == [] and fake_build[-1][0] == "gpu"
+
+
+def test_execution_failure_keeps_partial_and_earlier_results(project, fake_build):
+    write_params(project, "smoke", {"defaults": {"x": 2}})
+    book.run_book("smoke", progress=False)
+    executed = project / "results/smoke/aa_first.ipynb"
+    assert (project / "results/smoke/aa_first.txt").read_text() == "smoke 2 [1, 2]"
+    before = executed.read_bytes()
+    stamp_before = (project / "results/smoke/stamps/aa_first.json").read_bytes()
+
+    write_params(project, "smoke", {"defaults": {"x": 13}})
+    with pytest.raises(book.NotebookFailed, match=r"notebook aa_first failed in cell \[\d+\]: RuntimeError: unlucky x"):
+        book.run_book("smoke", progress=False)
+    assert executed.read_bytes() == before
+    assert (project / "results/smoke/stamps/aa_first.json").read_bytes() == stamp_before
+    partial = nbformat.read(str(project / "_build/failed/smoke/aa_first.ipynb"), as_version=4)
+    assert any(o.get("ename") == "RuntimeError" for c in partial.cells if c.cell_type == "code"
+               for o in c.get("outputs", []))
+    assert not list((project / "results/smoke").glob(".*running*"))
+
+
+def test_figure_runs_one_notebook_with_overrides(project, fake_build):
+    book.run_figure("bb_second", {"x": 7, "items": ["a"]}, "smoke", progress=False)
+    assert (project / "results/smoke-custom/bb_second.txt").read_text() == "smoke 7 ['a']"
+    assert (project / "results/smoke/aa_first.ipynb").is_file()  # the other pages come from the profile
+    assert not (project / "results/smoke/bb_second.ipynb").exists()  # the replaced page is not executed there
+    tag, pages = fake_build[-1]
+    assert tag == "smoke-custom"
+    assert pages["bb_second"] == project / "results/smoke-custom/bb_second.ipynb"
+    assert pages["aa_first"] == project / "results/smoke/aa_first.ipynb"
+
+
+def test_build_html_stages_sources_and_builds(project):
+    for name in ("aa_first", "bb_second"):
+        write_notebook(project / "results/smoke" / f"{name}.ipynb", name)
+    index = book.build_html("smoke", {n: project / "results/smoke" / f"{n}.ipynb" for n in ("aa_first", "bb_second")},
+                            progress=False)
+    assert index == project / "_build/smoke/_build/html/index.html" and index.is_file()
+    assert (project / "_build/smoke/_build/html/notebooks/bb_second.html").is_file()
+    staged = project / "_build/smoke/src"
+    assert sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()) == [
+        "_config.yml", "_toc.yml", "book/intro.md", "notebooks/aa_first.ipynb", "notebooks/bb_second.ipynb"]
+
+
+def test_build_failure_is_reported_briefly(project):
+    (project / "results/smoke").mkdir(parents=True)
+    for name in ("aa_first", "bb_second"):
+        (project / "results/smoke" / f"{name}.ipynb").write_text("{}")
+    with pytest.raises(book.BookError, match=r"(?s)jupyter-book build failed for smoke.*missing a key: cells") as err:
+        book.build_html("smoke", {n: project / "results/smoke" / f"{n}.ipynb" for n in ("aa_first", "bb_second")},
+                        progress=False)
+    assert "Traceback" not in str(err.value) and len(str(err.value).splitlines()) < 12
+
+
+def test_cli_exit_codes_and_messages(project, fake_execute, fake_build, capsys):
+    assert book.main(["build", "--profile", "nope"]) == 2
+    assert "unknown profile 'nope'; valid choices: auto, gpu, smoke" in capsys.readouterr().err
+    assert book.main(["figure", "aa_first", "--profile", "smoke", "-p", "items", "[1,"]) == 2
+    assert "malformed value for parameter 'items'" in capsys.readouterr().err
+    assert book.main(["build", "--profile", "gpu", "--quiet"]) == 1
+    assert "needs a CUDA GPU" in capsys.readouterr().err
+    assert book.main(["build", "--profile", "smoke", "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == "index.html"

@@ -1,0 +1,107 @@
+"""Claims: verdicts are computed from the value, NaN never holds, quantities behave as defined."""
+
+import math
+
+import numpy as np
+import pytest
+
+from modgraph import claims
+from modgraph.claims import check, claims_table
+
+
+@pytest.mark.parametrize("op,value,expected", [
+    (">", 0.6, True), (">", 0.5, False), (">=", 0.5, True), ("<", 0.4, True), ("<", 0.5, False), ("<=", 0.5, True),
+])
+def test_check_compares_value_with_threshold(op, value, expected):
+    c = check("Q rises with depth", "Spearman rho", value, op, 0.5, source="Fig. 4")
+    assert c.holds is expected
+    assert c.reason == ""
+    assert (c.value, c.threshold, c.op, c.source) == (value, 0.5, op, "Fig. 4")
+
+
+@pytest.mark.parametrize("value", [float("nan"), None, np.float32("nan")])
+def test_unmeasured_value_does_not_hold_and_says_why(value):
+    c = check("claim", "quantity", value, ">", 0.0)
+    assert c.holds is False
+    assert math.isnan(c.value)
+    assert "not measured" in c.reason
+    c = check("claim", "quantity", value, "<", 1e9, reason="CIFAR-100 is absent")
+    assert (c.holds, c.reason) == (False, "CIFAR-100 is absent")
+
+
+def test_reason_is_ignored_for_a_measured_value():
+    assert check("c", "q", 1.0, ">", 0.0, reason="unused").reason == ""
+
+
+def test_unknown_comparison_lists_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown comparison '=='; valid choices: <, <=, >, >="):
+        check("c", "q", 1.0, "==", 1.0)
+
+
+@pytest.mark.parametrize("value", ["0.7", True, [0.7]])
+def test_non_numeric_value_is_rejected(value):
+    with pytest.raises(ValueError, match="value must be a number"):
+        check("c", "q", value, ">", 0.5)
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf"), "0.5"])
+def test_threshold_must_be_finite_number(threshold):
+    with pytest.raises(ValueError, match="threshold"):
+        check("c", "q", 0.7, ">", threshold)
+
+
+def test_claims_table_reports_computed_verdicts():
+    rows = [check("a", "qa", 0.9, ">", 0.5), check("b", "qb", 0.1, ">", 0.5), check("c", "qc", None, ">", 0.5)]
+    table = claims_table(rows)
+    assert list(table["verdict"]) == ["holds", "does not hold", "does not hold"]
+    assert list(table["test"]) == ["> 0.5"] * 3
+    assert table.loc[2, "reason"].startswith("not measured")
+    assert list(table.columns) == ["claim", "measured quantity", "value", "test", "verdict", "reason", "source"]
+    assert claims_table([]).empty
+
+
+def test_claims_table_rejects_non_claims():
+    with pytest.raises(ValueError, match="Claim objects"):
+        claims_table([{"claim": "typed by hand", "holds": True}])
+
+
+def test_as_dict_is_json_ready():
+    assert check("c", "q", None, ">", 0.5).as_dict()["value"] is None
+    assert check("c", "q", 0.7, ">", 0.5).as_dict()["holds"] is True
+
+
+def test_depth_spearman_extremes_and_monotone_invariance():
+    rising = np.array([0.01, 0.05, 0.2, 0.3, 0.6])
+    assert claims.depth_spearman(rising) == pytest.approx(1.0)
+    assert claims.depth_spearman(rising[::-1]) == pytest.approx(-1.0)
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=12)
+    # rank correlation: unchanged by any strictly increasing transform of Q
+    assert claims.depth_spearman(np.exp(3 * q)) == pytest.approx(claims.depth_spearman(q))
+    assert math.isnan(claims.depth_spearman([0.2, 0.2, 0.2]))
+
+
+@pytest.mark.parametrize("bad", [[0.1, 0.2], np.zeros((2, 3))])
+def test_depth_spearman_rejects_bad_shapes(bad):
+    with pytest.raises(ValueError, match="curve"):
+        claims.depth_spearman(bad)
+
+
+def test_last_layer_gap():
+    assert claims.last_layer_gap([0.1, 0.3, 0.5]) == 0.0
+    assert claims.last_layer_gap([0.1, 0.6, 0.5]) == pytest.approx(0.1)
+
+
+def test_plateau_fraction_counts_flat_and_falling_steps():
+    assert claims.plateau_fraction([0.1, 0.2, 0.3, 0.4]) == 0.0
+    assert claims.plateau_fraction([0.3, 0.3, 0.3]) == 1.0
+    assert claims.plateau_fraction([0.1, 0.2, 0.205, 0.1, 0.3], tol=0.01) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="tol"):
+        claims.plateau_fraction([0.1, 0.2], tol=-1)
+
+
+def test_quoted_accuracy_only_quotes_what_the_paper_states():
+    assert claims.quoted_accuracy("CIFAR10", "ResNet18") == 94.78
+    assert claims.quoted_accuracy("cifar10", "vgg16") == 93.63
+    assert claims.quoted_accuracy("cifar10", "vgg11") is None
+    assert claims.quoted_accuracy("cifar100", "resnet18") is None

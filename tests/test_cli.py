@@ -1,0 +1,164 @@
+"""``python -m modgraph curve``: options, errors (exit code 2) and an end-to-end run on digits."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+import modgraph.cli as cli
+from modgraph.cli import curve as curve_cli
+from modgraph.curve import Curve, modularity_curve
+from modgraph.data import load_dataset
+from modgraph.features import layer_names
+from modgraph.models import create_model
+
+ARCH, WIDTH = "vgg11", 0.0625
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """A private project root: data-set caches and default outputs stay out of the checkout."""
+    root = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODGRAPH_HOME", str(root))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        yield root
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits(home):
+    return load_dataset("digits", "test", progress=False)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(home, digits):
+    """A (randomly initialised) tiny VGG saved the way the store saves models."""
+    model = create_model(ARCH, num_classes=digits.num_classes, width=WIDTH, mean=digits.mean, std=digits.std, seed=0)
+    path = home / "tiny.pt"
+    torch.save({"state_dict": model.state_dict(), "spec": {"arch": ARCH, "width": WIDTH}}, path)
+    return path, model
+
+
+def _main(argv: list[str], monkeypatch) -> int:
+    """``modgraph.cli.main`` with only the curve subcommand attached."""
+    monkeypatch.setattr(cli, "SUBCOMMANDS", ("curve",))
+    return cli.main(argv)
+
+
+def _args(*extra: str) -> list[str]:
+    return ["curve", "--arch", ARCH, "--dataset", "digits", "--width", str(WIDTH), "-n", "40", "-k", "3",
+            "--repeats", "2", "--device", "cpu", "--quiet", *extra]
+
+
+def test_end_to_end_checkpoint_curve_matches_library(checkpoint, digits, home, tmp_path, monkeypatch, capsys):
+    path, model = checkpoint
+    out = tmp_path / "curve.json"
+    assert _main(_args("--checkpoint", str(path), "--out", str(out)), monkeypatch) == 0
+    printed = capsys.readouterr().out
+    curve = Curve.from_json(out)
+    assert curve.layers == tuple(layer_names(model))
+    assert f"wrote {out}" in printed and "stage5.1" in printed and "modularity curve of vgg11 on digits" in printed
+    assert curve.meta["checkpoint"] == str(path) and curve.meta["spec"] == {"arch": ARCH, "width": WIDTH}
+    assert (curve.meta["n"], curve.meta["k"], curve.meta["repeats"], curve.meta["split"]) == (40, 3, 2, "test")
+    images, labels = digits.tensors()
+    expected = modularity_curve(model, images, labels, n=40, k=3, repeats=2, device="cpu", progress=False)
+    np.testing.assert_array_equal(curve.array, expected.array)
+
+
+def test_bare_state_dict_and_default_output_path(checkpoint, home, monkeypatch, capsys):
+    path, model = checkpoint
+    bare = home / "bare.pt"
+    torch.save(model.state_dict(), bare)
+    assert _main(_args("--checkpoint", str(bare), "--similarity", "pearson", "--tap", "conv"), monkeypatch) == 0
+    written = list((home / "results" / "curves").glob("*.json"))
+    assert [p.name for p in written] == ["vgg11_digits_bare_test_n40_k3_r2_s0_pearson_conv.json"]
+    curve = Curve.from_json(written[0])
+    assert curve.meta["similarity"] == "pearson" and curve.meta["tap"] == "conv" and "spec" not in curve.meta
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["-n", "400"], "only 500 are available"),
+        (["-k", "40"], "-k must be smaller than -n"),
+        (["--repeats", "0"], "--repeats must be >= 1"),
+        (["-n", "1"], "-n must be >= 2"),
+        (["--epochs", "3"], "--epochs describe a stored model"),
+        (["--device", "tpu:x"], "unknown device 'tpu:x'"),
+        (["--tap", "pool"], "tap 'pool'"),
+    ],
+)
+def test_bad_requests_exit_2_with_a_message(extra, message, checkpoint, monkeypatch, capsys):
+    assert _main(_args("--checkpoint", str(checkpoint[0]), *extra), monkeypatch) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_checkpoints_exit_2(checkpoint, digits, home, monkeypatch, capsys):
+    assert _main(_args("--checkpoint", str(home / "missing.pt")), monkeypatch) == 2
+    assert "does not exist" in capsys.readouterr().err
+    wide = create_model(ARCH, num_classes=digits.num_classes, width=2 * WIDTH)
+    torch.save({"state_dict": wide.state_dict()}, home / "wide.pt")
+    assert _main(_args("--checkpoint", str(home / "wide.pt")), monkeypatch) == 2
+    assert "does not fit --arch vgg11 --width 0.0625 with 10 classes" in capsys.readouterr().err
+    (home / "junk.pt").write_bytes(b"not a checkpoint")
+    assert _main(_args("--checkpoint", str(home / "junk.pt")), monkeypatch) == 2
+    assert "cannot read checkpoint" in capsys.readouterr().err
+    assert _main(_args("--checkpoint", str(checkpoint[0]), "--arch", "vgg99"), monkeypatch) == 2
+    assert "valid choices" in capsys.readouterr().err
+
+
+def test_store_model_is_requested_with_the_given_spec(digits, home, tmp_path, monkeypatch, capsys):
+    requested = []
+
+    class ModelSpec:
+        def __init__(self, **fields):
+            self.__dict__.update(fields)
+
+    def get_model(spec):
+        requested.append(dict(vars(spec)))
+        model = create_model(ARCH, num_classes=10, width=WIDTH, mean=digits.mean, std=digits.std, seed=0)
+        return types.SimpleNamespace(model=model)
+
+    fake = types.ModuleType("modgraph.store")
+    fake.ModelSpec, fake.get_model = ModelSpec, get_model
+    monkeypatch.setitem(sys.modules, "modgraph.store", fake)
+    monkeypatch.setattr(curve_cli.dataclasses, "asdict", lambda spec: dict(vars(spec)))
+    argv = _args("--recipe", "fast", "--epochs", "2", "--seed", "1", "--out",
+                 str(tmp_path / "c.json"))
+    assert _main(argv, monkeypatch) == 0
+    expected = {"arch": ARCH, "dataset": "digits", "width": WIDTH, "recipe": "fast", "epochs": 2, "seed": 1}
+    assert requested == [expected]
+    assert Curve.from_json(tmp_path / "c.json").meta["spec"] == expected
+
+
+def test_argument_parsing_and_help(monkeypatch, capsys):
+    parser = argparse.ArgumentParser(prog="modgraph")
+    sub = parser.add_subparsers(dest="command")
+    curve_parser = curve_cli.add_parser(sub)
+    args = parser.parse_args(["curve", "--arch", "resnet18", "--dataset", "cifar10"])
+    assert (args.n, args.k, args.repeats, args.similarity, args.tap, args.split, args.device) == (
+        500, 3, 5, "cosine", "block", "test", "auto")
+    assert args.checkpoint is None and args.out is None and args.func is curve_cli.run_curve
+    undocumented = [a.dest for a in curve_parser._actions if not a.help]
+    assert undocumented == []
+    with pytest.raises(SystemExit) as exit_info:
+        _main(["curve", "--help"], monkeypatch)
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    for option in ("--arch", "--dataset", "--checkpoint", "--recipe", "--epochs", "--width", "--seed", "-n", "-k",
+                   "--repeats", "--sample-seed", "--similarity", "--tap", "--split", "--device", "--batch-size",
+                   "--out", "--quiet"):
+        assert option in help_text, option
+    for argv in (_args("--similarity", "euclid"), _args("--checkpoint", "x.pt", "--recipe", "fast"),
+                 ["curve", "--dataset", "digits"]):
+        with pytest.raises(SystemExit) as exit_info:
+            _main(argv, monkeypatch)
+        assert exit_info.value.code == 2
+    assert "valid choices" not in capsys.readouterr().out

@@ -1,0 +1,224 @@
+"""Ablation helpers: pure quantities, settings validation, curves equal to direct ones, claims, caching."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from modgraph.curve import Curve, modularity_curve
+from modgraph.models import create_model
+from modgraph.sections import ablations as abl
+from modgraph.sections.ablations import AblationSettings, ModelAblation
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def clustered_images(n_per_class: int = 16, classes: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """32x32 images whose class sets a colour offset, so features carry class structure."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(classes).repeat_interleave(n_per_class)
+    base = torch.rand(classes, 3, 1, 1, generator=gen)
+    noise = torch.rand(len(labels), 3, 32, 32, generator=gen)
+    return (0.6 * base[labels] + 0.4 * noise).clamp(0, 1), labels
+
+
+TINY = AblationSettings(n=24, k=3, repeats=2, seed=1, ns=(12, 24), small_ks=(3, 5), large_ks=(6, 9))
+
+
+def tiny_models() -> tuple[torch.nn.Module, torch.nn.Module]:
+    return (create_model("vgg11", num_classes=4, width=0.0625, seed=3),
+            create_model("vgg11", num_classes=4, width=0.0625, seed=4))
+
+
+def test_pure_quantities_match_their_definitions():
+    assert [abl.early_layers(n) for n in (1, 2, 3, 9, 13)] == [1, 1, 1, 3, 4]
+    assert abl.early_mean([0.1, 0.3, 0.5, 0.9, 0.9, 0.9]) == pytest.approx(0.2)
+    a, b = np.array([0.1, 0.5, 0.8]), np.array([0.15, 0.3, 0.8])
+    assert abl.max_spread([a, b]) == pytest.approx(np.abs(a - b).max())
+    assert abl.max_spread([a, a, a]) == 0.0
+    assert abl.largest_step([0.9, 0.8, 0.5]) < 0 < abl.largest_step([0.9, 0.8, 0.85])
+    assert abl.range_ratio([0.2, 0.25, 0.3], [0.1, 0.5, 0.9]) == pytest.approx(0.125)
+    # invariant to shifting either curve, and to scaling both together
+    assert abl.range_ratio(np.array([0.2, 0.25, 0.3]) + 1, np.array([0.1, 0.5, 0.9]) - 3) == pytest.approx(0.125)
+    assert abl.range_ratio(3 * np.array([0.2, 0.25, 0.3]), 3 * np.array([0.1, 0.5, 0.9])) == pytest.approx(0.125)
+
+
+def test_pure_quantities_reject_bad_shapes():
+    with pytest.raises(ValueError, match="C >= 2 curves"):
+        abl.max_spread([[0.1, 0.2]])
+    with pytest.raises(ValueError, match="1-D curve of at least 2"):
+        abl.largest_step([0.3])
+    with pytest.raises(ValueError, match="same layers"):
+        abl.range_ratio([0.1, 0.2], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="constant"):
+        abl.range_ratio([0.1, 0.2], [0.4, 0.4])
+    with pytest.raises(ValueError, match="n_layers must be an int >= 1"):
+        abl.early_layers(0)
+
+
+def test_settings_are_normalised_and_validated():
+    s = AblationSettings(n=50, k=3, ns=[40, 20, 40], small_ks=[5, 3], large_ks=(30, 10), similarity="Cosine")
+    assert s.ns == (20, 40) and s.small_ks == (3, 5) and s.large_ks == (10, 30) and s.similarity == "cosine"
+    assert s.ks == (3, 5, 10, 30)
+    assert AblationSettings(**asdict(s)) == s
+    with pytest.raises(ValueError, match=r"every k must be < n = 50.*\[60\]"):
+        AblationSettings(n=50, ns=(20, 50), large_ks=(10, 60))
+    with pytest.raises(ValueError, match="smallest of ns"):
+        AblationSettings(n=50, k=3, ns=(3, 50), large_ks=(10, 20))
+    with pytest.raises(ValueError, match="alternative must differ.*valid choices: pearson"):
+        AblationSettings(alternative="cosine")
+    with pytest.raises(ValueError, match="unknown similarity 'euclid'; valid choices: cosine, pearson"):
+        AblationSettings(alternative="euclid")
+    with pytest.raises(ValueError, match="at least 2 distinct"):
+        AblationSettings(small_ks=(3, 3))
+    with pytest.raises(ValueError, match="ns must be a list"):
+        AblationSettings(ns=100)
+    with pytest.raises(ValueError, match="repeats must be an int >= 1"):
+        AblationSettings(repeats=0)
+
+
+def test_every_ablation_curve_equals_the_direct_curve_of_its_setting():
+    images, labels = clustered_images()
+    model, start = tiny_models()
+    result = abl.measure_ablation(model, start, images, labels, TINY, name="vgg11", progress=False)
+    direct = lambda m, **kw: modularity_curve(m, images, labels, repeats=2, seed=1, progress=False, **kw).array  # noqa: E731
+    np.testing.assert_allclose(result.by_n[12].array, direct(model, n=12, k=3))
+    np.testing.assert_allclose(result.by_k[9].array, direct(model, n=24, k=9))
+    np.testing.assert_allclose(result.reference.array, direct(model, n=24, k=3))
+    np.testing.assert_allclose(result.alternative.array, direct(model, n=24, k=3, similarity="pearson"))
+    np.testing.assert_allclose(result.untrained.array, direct(start, n=24, k=3))
+    assert result.by_n[24].array.tolist() == result.reference.array.tolist()  # same samples, same setting
+    assert result.untrained.meta["weights"] == "initial" and result.alternative.meta["similarity"] == "pearson"
+
+
+def test_same_seed_same_numbers_and_json_round_trip():
+    images, labels = clustered_images()
+    model, start = tiny_models()
+    a = abl.measure_ablation(model, start, images, labels, TINY, name="vgg11", progress=False)
+    b = abl.measure_ablation(model, start, images, labels, TINY, name="vgg11", progress=False)
+    assert a.by_k[6].values == b.by_k[6].values and a.untrained.values == b.untrained.values
+    back = ModelAblation.from_dict(a.to_dict())
+    assert back.settings == TINY and back.by_n[12].values == a.by_n[12].values
+    assert back.alternative.values == a.alternative.values and sorted(back.by_k) == list(TINY.ks)
+
+
+def synthetic(last_by_k: dict[int, float], *, untrained_range: float = 0.05, pearson_shift: float = 0.01,
+              early_by_n: dict[int, float] | None = None) -> ModelAblation:
+    s = AblationSettings(n=100, k=3, repeats=1, ns=(50, 100), small_ks=(3, 5), large_ks=tuple(last_by_k))
+    base = np.array([0.1, 0.2, 0.4, 0.6, 0.8, 0.9])
+
+    def curve(values):
+        return Curve(tuple(f"l{i}" for i in range(6)), [list(values)])
+
+    by_k = {k: curve(base) for k in s.ks}
+    for k, last in last_by_k.items():
+        by_k[k] = curve(np.r_[base[:-1], last])
+    early = early_by_n or {50: 0.1, 100: 0.1}
+    by_n = {n: curve(np.r_[early[n], early[n], base[2:]]) for n in s.ns}
+    flat = np.linspace(0.3, 0.3 + untrained_range, 6)
+    return ModelAblation("m", s, by_n, by_k, curve(base + pearson_shift), curve(flat))
+
+
+def claim_values(result: ModelAblation) -> dict[str, tuple[float, bool]]:
+    return {c.source + ":" + c.claim.split(": ", 1)[1]: (c.value, c.holds) for c in result.claims()}
+
+
+def test_claims_are_computed_from_the_curves():
+    good = claim_values(synthetic({10: 0.88, 20: 0.85, 40: 0.8}, early_by_n={50: 0.05, 100: 0.1}))
+    assert good["Fig. 7:a smaller N lowers the modularity of early layers"] == (pytest.approx(0.05), True)
+    assert good["Fig. 7:curves for small k nearly overlap"] == (0.0, True)
+    assert good["Fig. B11:the last layer's Q decreases as k grows"] == (pytest.approx(-0.03), True)
+    assert good["Fig. B11:Q still increases with depth for every large k"][1]
+    assert good["Fig. B12:pearson and cosine similarity give nearly the same curve"] == (pytest.approx(0.01), True)
+    assert good["Fig. B13:the curve of the untrained model is nearly flat"] == (pytest.approx(0.0625), True)
+    assert all(holds for _, holds in good.values())
+    bad = claim_values(synthetic({10: 0.8, 20: 0.85, 40: 0.7}, untrained_range=0.4, pearson_shift=0.2))
+    assert bad["Fig. B11:the last layer's Q decreases as k grows"] == (pytest.approx(0.05), False)
+    assert not bad["Fig. B13:the curve of the untrained model is nearly flat"][1]
+    assert not bad["Fig. B12:pearson and cosine similarity give nearly the same curve"][1]
+    assert not bad["Fig. 7:a smaller N lowers the modularity of early layers"][1]  # equal early Q: no decrease
+
+
+def test_panels_and_summaries():
+    result = synthetic({10: 0.88, 20: 0.85})
+    assert list(result.panel("large_k")) == ["k = 10", "k = 20"]
+    assert list(result.panel("similarity")) == ["cosine", "pearson"]
+    assert list(result.panel("initialisation")) == ["trained", "initial weights"]
+    assert result.summary("large_k", "last") == {10: pytest.approx(0.88), 20: pytest.approx(0.85)}
+    assert result.summary("n", "early") == {50: pytest.approx(0.1), 100: pytest.approx(0.1)}
+    with pytest.raises(ValueError, match="unknown ablation panel 'depth'; valid choices: initialisation, large_k"):
+        result.panel("depth")
+    with pytest.raises(ValueError, match="unknown layer summary 'first'; valid choices: early, last"):
+        result.summary("n", "first")
+
+
+def test_initial_model_is_the_stores_starting_point(tmp_path, monkeypatch):
+    from modgraph import store
+    from modgraph.data import load_dataset
+
+    monkeypatch.setenv("MODGRAPH_HOME", str(tmp_path))
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(model, *args, **kwargs):
+        seen["state"] = copy.deepcopy(model.state_dict())
+        raise Stop
+
+    monkeypatch.setattr(store, "train_model", fake_train)
+    spec = store.ModelSpec("vgg11", "digits", recipe="smoke", seed=5, width=0.0625)
+    with pytest.raises(Stop):
+        store.get_model(spec, device="cpu", progress=False)
+    mine = abl.initial_model(spec, load_dataset("digits", "test", progress=False)).state_dict()
+    assert mine.keys() == seen["state"].keys()
+    assert all(torch.equal(mine[k], seen["state"][k]) for k in mine)
+    child = store.ModelSpec("vgg11", "digits", recipe="smoke", width=0.0625, parent=spec)
+    with pytest.raises(ValueError, match="parent"):
+        abl.initial_model(child, load_dataset("digits", "test", progress=False))
+
+
+def test_cached_ablation_computes_once_per_setting(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from modgraph import store
+    from modgraph.data import load_dataset
+
+    monkeypatch.setenv("MODGRAPH_HOME", str(tmp_path))
+    spec = store.ModelSpec("vgg11", "digits", recipe="smoke", seed=0, width=0.0625)
+    data = load_dataset("digits", "test", progress=False)
+    trained = create_model("vgg11", num_classes=10, width=0.0625, mean=data.mean, std=data.std, seed=9)
+    calls = []
+
+    def fake_get_model(spec, device=None, progress=True):
+        calls.append(spec)
+        return SimpleNamespace(model=trained, metrics={"final_test_acc": 0.5})
+
+    monkeypatch.setattr(store, "get_model", fake_get_model)
+    settings = AblationSettings(n=20, k=3, repeats=1, ns=(10, 20), small_ks=(3, 4), large_ks=(5, 6))
+    first = abl.cached_ablation(spec, settings, progress=False)
+    again = abl.cached_ablation(spec, settings, progress=False)
+    assert len(calls) == 1 and again.to_dict() == first.to_dict()
+    assert first.reference.meta["test_accuracy"] == 50.0 and first.model == "vgg11"
+    abl.cached_ablation(spec, AblationSettings(**{**asdict(settings), "large_ks": (5, 7)}), progress=False)
+    assert len(calls) == 2
+    with pytest.raises(ValueError, match="settings must be an AblationSettings"):
+        abl.cached_ablation(spec, asdict(settings), progress=False)
+
+
+def test_summary_table_reads_the_reference_and_untrained_curves():
+    result = synthetic({10: 0.88, 20: 0.85})
+    row = abl.summary_table({"m": result}).iloc[0]
+    assert row["layers"] == 6 and row["Q last layer"] == pytest.approx(0.9)
+    assert row["Q first layer, initial weights"] == pytest.approx(0.3)
+    assert row["Q last layer, initial weights"] == pytest.approx(0.35)

@@ -1,0 +1,204 @@
+"""The model store end to end on digits with a tiny ResNet: train once, load fast, detect corruption."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+
+import pytest
+import torch
+
+from modgraph import paths
+from modgraph.cli import train as train_cli
+from modgraph.data import load_dataset
+from modgraph.models import create_model
+from modgraph.store import (
+    INITIALISERS,
+    ModelSpec,
+    _check_fits,
+    get_model,
+    load_checkpoint,
+    model_dir,
+    spec_hash,
+)
+from modgraph.train import get_recipe
+
+TINY = dict(arch="resnet20", dataset="digits", recipe="smoke", width=0.25, overrides={"depths": (1, 1, 1)})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def home(tmp_path_factory):
+    root = tmp_path_factory.mktemp("home")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODGRAPH_HOME", str(root))
+        yield root
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def stored(home):
+    """The tiny model trained for the smoke recipe's 2 epochs, with snapshots of epochs 0 and 1."""
+    return get_model(ModelSpec(**TINY, snapshot_epochs=(0, 1)), device="cpu", progress=False)
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_spec_hash_is_canonical():
+    base = ModelSpec(**TINY)
+    assert spec_hash(base) == spec_hash(ModelSpec(**{**TINY, "overrides": (("depths", [1, 1, 1]),)}))
+    assert spec_hash(base) == spec_hash(ModelSpec(**{**TINY, "arch": "ResNet20", "width": 0.25}))
+    assert spec_hash(base) == spec_hash(ModelSpec(**TINY, epochs=get_recipe("smoke").epochs))
+    assert spec_hash(base) == spec_hash(ModelSpec(**TINY, snapshot_epochs=(0, 2)))
+    for changed in ({"seed": 1}, {"epochs": 1}, {"width": 0.5}, {"recipe": "quick"}):
+        assert spec_hash(dataclasses.replace(base, **changed)) != spec_hash(base)
+    assert model_dir(base).name == f"resnet20-digits-smoke-{spec_hash(base)}"
+    assert model_dir(base).parent == paths.models_dir()
+    assert len(spec_hash(base)) == 12
+
+
+def test_spec_validation():
+    with pytest.raises(ValueError, match="unknown model 'resnet7'; valid choices: .*resnet18"):
+        ModelSpec("resnet7", "digits")
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'; valid choices: cifar10, cifar100, digits"):
+        ModelSpec("resnet20", "mnist")
+    with pytest.raises(ValueError, match="unknown recipe 'slow'; valid choices: fast, paper"):
+        ModelSpec("resnet20", "digits", recipe="slow")
+    with pytest.raises(ValueError, match="unknown option"):
+        ModelSpec("resnet20", "digits", overrides={"colour": 1})
+    with pytest.raises(ValueError, match=r"snapshot_epochs \(0, 3\) must lie in 0..2"):
+        ModelSpec(**TINY, snapshot_epochs=(0, 3))
+    with pytest.raises(ValueError, match="needs a parent"):
+        ModelSpec(**TINY, init="copy")
+    with pytest.raises(ValueError, match="unknown initialiser 'magic'; valid choices: copy, transfer"):
+        ModelSpec(**TINY, parent=ModelSpec(**TINY), init="magic")
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        ModelSpec(**TINY, seed=-1)
+
+
+def test_train_then_store_hit(stored):
+    assert stored.trained and stored.path.is_dir() and not stored.model.training
+    metrics = json.loads((stored.path / "metrics.json").read_text())
+    assert metrics == stored.metrics
+    assert metrics["final_test_acc"] > 0.2  # chance is 0.1
+    assert len(metrics["history"]) == 2 and metrics["device"] == "cpu"
+    assert {"code_version", "hardware", "wall_time_s", "spec", "files"} <= set(metrics)
+    assert not (stored.path / "resume.pt").exists()
+    start = time.perf_counter()
+    again = get_model(ModelSpec(**TINY, snapshot_epochs=(1,)), device="cpu", progress=False)
+    assert time.perf_counter() - start < 5
+    assert not again.trained and again.path == stored.path
+    assert _equal(_weights(again.model), _weights(stored.model))
+    test = load_dataset("digits", "test", progress=False)
+    x, y = test.tensors()
+    with torch.no_grad():
+        acc = (again.model(x).argmax(1) == y).float().mean().item()
+    assert acc == pytest.approx(metrics["final_test_acc"])
+
+
+def test_snapshots(stored):
+    assert stored.snapshot_epochs == (0, 1)
+    init = create_model("resnet20", width=0.25, depths=(1, 1, 1), seed=0, mean=stored.metrics["model"]["mean"],
+                        std=stored.metrics["model"]["std"])
+    assert _equal(_weights(stored.snapshot(0)), _weights(init))
+    assert not _equal(_weights(stored.snapshot(1)), _weights(stored.model))
+    with pytest.raises(ValueError, match="no snapshot of epoch 2 .* saved epochs: 0, 1"):
+        stored.snapshot(2)
+
+
+SMALL = ModelSpec(**TINY, epochs=1, seed=5)
+CLI_ARGS = ("--arch", "resnet20", "--dataset", "digits", "--recipe", "smoke", "--epochs", "1", "--width", "0.25",
+            "--seed", "5", "--device", "cpu", "--quiet", "--override", "depths=[1, 1, 1]")
+
+
+def _cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    train_cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["train", *argv])
+    return args.func(args)
+
+
+def test_cli_trains_then_loads(home, capsys):
+    assert _cli(*CLI_ARGS) == 0
+    first = capsys.readouterr().out
+    assert "trained in" in first and "final test accuracy:" in first
+    assert f"store folder: {model_dir(SMALL)}" in first
+    assert _cli(*CLI_ARGS) == 0
+    second = capsys.readouterr().out
+    assert "loaded from the store" in second
+    assert first.splitlines()[-2:] == second.splitlines()[-2:]
+    with pytest.raises(ValueError, match="unknown recipe 'slow'"):
+        _cli("--arch", "resnet20", "--dataset", "digits", "--recipe", "slow")
+    with pytest.raises(ValueError, match="--override needs KEY=VALUE"):
+        _cli(*CLI_ARGS, "--override", "depths")
+
+
+def test_truncated_model_is_retrained_identically(home):
+    stored = get_model(SMALL, device="cpu", progress=False)
+    before = _weights(stored.model)
+    model_file = stored.path / "model.pt"
+    model_file.write_bytes(model_file.read_bytes()[:1000])
+    with pytest.warns(UserWarning, match="unusable .*model.pt missing or corrupted"):
+        redone = get_model(SMALL, device="cpu", progress=False)
+    assert redone.trained and _equal(_weights(redone.model), before)
+
+
+def test_missing_snapshots_retrain_with_the_union(home):
+    first = get_model(SMALL, device="cpu", progress=False)
+    assert first.snapshot_epochs == ()
+    with pytest.warns(UserWarning, match=r"holds snapshots \[\] but \[0\] were requested"):
+        second = get_model(dataclasses.replace(SMALL, snapshot_epochs=(0,)), device="cpu", progress=False)
+    assert second.trained and second.snapshot_epochs == (0,)
+    assert _equal(_weights(first.model), _weights(second.model))
+    third = get_model(SMALL, device="cpu", progress=False)
+    assert not third.trained and third.snapshot_epochs == (0,)
+
+
+def test_parent_initialises_child(stored):
+    child = ModelSpec(**TINY, epochs=1, parent=ModelSpec(**TINY), snapshot_epochs=(0,))
+    assert child.init == "copy" and spec_hash(child) != spec_hash(dataclasses.replace(child, parent=None, init=None))
+    result = get_model(child, device="cpu", progress=False)
+    assert _equal(_weights(result.snapshot(0)), _weights(stored.model))
+    assert set(INITIALISERS.names()) == {"copy", "transfer"}
+
+
+def test_load_checkpoint(stored, tmp_path):
+    model = load_checkpoint(stored.path, device="cpu")
+    assert _equal(_weights(model), _weights(stored.model))
+    snap = load_checkpoint(stored.path / "snapshots" / "epoch_001.pt", arch="resnet20", device="cpu")
+    assert _equal(_weights(snap), _weights(stored.snapshot(1)))
+    with pytest.raises(ValueError, match=r"holds a 'resnet20' model, not 'vgg11'"):
+        load_checkpoint(stored.path, arch="vgg11")
+    bare = tmp_path / "bare.pt"
+    torch.save(stored.model.state_dict(), bare)
+    loaded = load_checkpoint(bare, "resnet20", width=0.25, overrides={"depths": (1, 1, 1)}, device="cpu")
+    assert _equal(_weights(loaded), _weights(stored.model))
+    with pytest.raises(ValueError, match="does not fit model 'resnet32'"):
+        load_checkpoint(bare, "resnet32", width=0.25)
+    with pytest.raises(ValueError, match="does not record its architecture; pass arch="):
+        load_checkpoint(bare)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt", "resnet20")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_checkpoint(tmp_path / "none.pt", "resnet20")
+
+
+def test_model_that_does_not_fit_the_data_is_refused(home):
+    digits = load_dataset("digits", "train", progress=False)
+    imagenet_head = create_model("tv_resnet18")
+    with pytest.raises(ValueError, match=r"outputs \(1000,\) values per image but digits has 10 classes"):
+        _check_fits(imagenet_head, ModelSpec("tv_resnet18", "digits"), digits)
+    too_deep = ModelSpec("vgg11", "digits", recipe="smoke", width=0.125,
+                         overrides={"stages": ((8,),) * 6})
+    with pytest.raises(ValueError, match="cannot take digits images of 32x32"):
+        get_model(too_deep, device="cpu", progress=False)

@@ -1,0 +1,255 @@
+"""Recipes, schedules and the training loop: reproducibility, resume equivalence, evaluation."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from modgraph.data import load_dataset
+from modgraph.train import (
+    RECIPES,
+    RESUME_FILE,
+    SCHEDULES,
+    Recipe,
+    evaluate,
+    get_recipe,
+    measure_throughput,
+    resolve_device,
+    snapshot_path,
+    train_model,
+)
+
+
+class TinyNet(nn.Module):
+    """Pixel-space input (N, 3, 32, 32) -> 10 logits; batch norm and dropout exercise the RNG and buffers."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.features = nn.Sequential(
+                nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Dropout(0.1),
+            )
+            self.head = nn.Linear(16 * 16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features((x - 0.3) / 0.4))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODGRAPH_HOME", str(home))
+        return load_dataset("digits", "train", progress=False), load_dataset("digits", "test", progress=False)
+
+
+@pytest.fixture(scope="module")
+def small(digits):
+    train, test = digits
+    return train.subset(range(0, 1297, 4)), test.subset(range(0, 500, 5))
+
+
+RECIPE = dataclasses.replace(get_recipe("smoke"), batch_size=32, warmup_epochs=0.5, eval_batch_size=64)
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_paper_recipe_is_the_papers():
+    r = get_recipe("paper")
+    assert (r.lr, r.momentum, r.weight_decay, r.batch_size, r.epochs) == (0.01, 0.9, 0.005, 256, 150)
+    assert (r.schedule, r.milestones, r.gamma, r.crop, r.pad, r.flip) == ("multistep", (50, 100), 0.1, True, 4, True)
+    assert not r.nesterov and r.label_smoothing == 0
+
+
+def test_registered_recipes_and_lookup_errors():
+    assert set(RECIPES.names()) >= {"paper", "fast", "quick", "smoke"}
+    assert get_recipe("fast").epochs <= 30 and get_recipe("FAST") is get_recipe("fast")
+    with pytest.raises(ValueError, match="unknown recipe 'slow'; valid choices: fast, paper, quick, smoke"):
+        get_recipe("slow")
+    with pytest.raises(ValueError, match="unknown schedule 'step'"):
+        Recipe("x", epochs=3, batch_size=8, lr=0.1, schedule="step")
+    with pytest.raises(ValueError, match="milestones must lie in"):
+        dataclasses.replace(get_recipe("paper"), epochs=60)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        dataclasses.replace(get_recipe("fast"), batch_size=0)
+    assert dataclasses.replace(get_recipe("fast"), epochs=10).epochs == 10
+
+
+def test_with_epochs_scales_the_schedule():
+    paper = get_recipe("paper")
+    assert paper.with_epochs(15).milestones == (5, 10)
+    assert paper.with_epochs(2).milestones == (1, 1)  # both decays kept: gamma ** 2 from epoch 1
+    assert paper.with_epochs(1).milestones == ()
+    assert get_recipe("fast").with_epochs(15).warmup_epochs == pytest.approx(1.0)
+    assert paper.with_epochs(150) is paper
+    with pytest.raises(ValueError, match="epochs must be an int >= 1"):
+        paper.with_epochs(0)
+
+
+def test_schedules_shape():
+    spe = 10
+    fast = get_recipe("fast")
+    linear = SCHEDULES.get("linear")(fast, spe)
+    warm = int(fast.warmup_epochs * spe)
+    assert linear(0) == pytest.approx(1 / warm) and linear(warm - 1) == pytest.approx(1.0)
+    assert linear(warm) == pytest.approx(1.0)
+    assert linear(fast.epochs * spe - 1) == pytest.approx(1 / (fast.epochs * spe - warm))
+    values = [linear(s) for s in range(warm, fast.epochs * spe)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+    paper = SCHEDULES.get("multistep")(get_recipe("paper"), spe)
+    assert [paper(s) for s in (0, 499, 500, 999, 1000, 1499)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    cosine = SCHEDULES.get("cosine")(dataclasses.replace(fast, schedule="cosine"), spe)
+    assert cosine(warm) == pytest.approx(1.0)
+    assert cosine(warm + (fast.epochs * spe - warm) // 2) == pytest.approx(0.5)
+    decay_steps = fast.epochs * spe - warm
+    assert cosine(fast.epochs * spe - 1) == pytest.approx(0.5 * (1 + math.cos(math.pi * (1 - 1 / decay_steps))))
+
+
+def test_training_learns_and_reports(digits):
+    train, test = digits
+    model = TinyNet()
+    metrics = train_model(model, train, test, RECIPE, seed=0, device="cpu", progress=False)
+    assert metrics["finished"] and metrics["epochs_completed"] == RECIPE.epochs == len(metrics["history"])
+    assert metrics["final_test_acc"] > 0.5  # chance is 0.1
+    assert metrics["final_test_acc"] == pytest.approx(evaluate(model, test)[0])
+    assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
+    assert metrics["images_per_s"] > 0 and metrics["wall_time_s"] > 0
+    assert not model.training
+
+
+def test_same_seed_same_weights_other_seed_differs(small):
+    train, test = small
+    runs = [TinyNet(), TinyNet(), TinyNet()]
+    for model, seed in zip(runs, (3, 3, 4)):
+        torch.rand(10)  # the global RNG state differs between runs
+        train_model(model, train, test, RECIPE, seed=seed, device="cpu", progress=False)
+    assert _same_weights(runs[0], runs[1])
+    assert not _same_weights(runs[0], runs[2])
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(small, tmp_path):
+    train, test = small
+    whole = TinyNet()
+    full = train_model(whole, train, test, RECIPE, seed=1, device="cpu", checkpoint_dir=tmp_path / "a",
+                       progress=False)
+    first = train_model(TinyNet(), train, test, RECIPE, seed=1, device="cpu", checkpoint_dir=tmp_path / "b",
+                        stop_after_epoch=1, progress=False)
+    assert not first["finished"] and first["epochs_completed"] == 1
+    torch.rand(10)  # move the global RNG on: dropout must not depend on it
+    resumed = TinyNet(seed=99)  # a different initialisation: the checkpoint must overwrite it
+    rest = train_model(resumed, train, test, RECIPE, seed=1, device="cpu", checkpoint_dir=tmp_path / "b",
+                       progress=False)
+    assert _same_weights(whole, resumed)
+    assert rest["finished"] and rest["history"][0] == first["history"][0]
+    assert [h["test_acc"] for h in rest["history"]] == [h["test_acc"] for h in full["history"]]
+    again = TinyNet(seed=5)
+    train_model(again, train, test, RECIPE, seed=1, device="cpu", checkpoint_dir=tmp_path / "b", progress=False)
+    assert _same_weights(whole, again)  # a finished checkpoint just loads
+
+
+def test_resume_checkpoint_of_another_run_is_refused(small, tmp_path):
+    train, test = small
+    train_model(TinyNet(), train, test, RECIPE, seed=1, device="cpu", checkpoint_dir=tmp_path, stop_after_epoch=1,
+                progress=False)
+    with pytest.raises(ValueError, match="belongs to another run"):
+        train_model(TinyNet(), train, test, RECIPE, seed=2, device="cpu", checkpoint_dir=tmp_path, progress=False)
+
+
+def test_truncated_resume_checkpoint_restarts_with_warning(small, tmp_path):
+    train, test = small
+    train_model(TinyNet(), train, test, RECIPE, seed=1, device="cpu", checkpoint_dir=tmp_path, stop_after_epoch=1,
+                progress=False)
+    ckpt = tmp_path / RESUME_FILE
+    ckpt.write_bytes(ckpt.read_bytes()[:200])
+    model, fresh = TinyNet(), TinyNet()
+    with pytest.warns(UserWarning, match="unreadable resume checkpoint"):
+        train_model(model, train, test, RECIPE, seed=1, device="cpu", checkpoint_dir=tmp_path, progress=False)
+    train_model(fresh, train, test, RECIPE, seed=1, device="cpu", progress=False)
+    assert _same_weights(model, fresh)
+
+
+def test_snapshots_and_deterministic_algorithms(small, tmp_path):
+    train, test = small
+    model = TinyNet()
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.use_deterministic_algorithms(True)
+    try:
+        train_model(model, train, test, RECIPE, seed=0, device="cpu", checkpoint_dir=tmp_path,
+                    snapshot_epochs=(0, 2), snapshot_meta={"meta": {"arch": "tiny"}}, progress=False)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    zero = torch.load(snapshot_path(tmp_path, 0), weights_only=True)
+    last = torch.load(snapshot_path(tmp_path, 2), weights_only=True)
+    assert zero["epoch"] == 0 and zero["meta"] == {"arch": "tiny"}
+    assert all(torch.equal(zero["state_dict"][k], initial[k]) for k in initial)
+    assert all(torch.equal(last["state_dict"][k], v) for k, v in model.state_dict().items())
+    assert not snapshot_path(tmp_path, 1).exists()
+
+
+def test_bad_arguments(small, tmp_path):
+    train, test = small
+    with pytest.raises(ValueError, match="need a checkpoint_dir"):
+        train_model(TinyNet(), train, test, RECIPE, seed=0, snapshot_epochs=(1,), progress=False)
+    with pytest.raises(ValueError, match=r"snapshot epochs \[3\] outside 0..2"):
+        train_model(TinyNet(), train, test, RECIPE, seed=0, checkpoint_dir=tmp_path, snapshot_epochs=(3,))
+    with pytest.raises(ValueError, match="stop_after_epoch must be in 1..2"):
+        train_model(TinyNet(), train, test, RECIPE, seed=0, stop_after_epoch=3)
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        train_model(TinyNet(), train, test, RECIPE, seed=-1)
+    other = dataclasses.replace(test, classes=test.classes + ("x",))
+    with pytest.raises(ValueError, match="train and test sets disagree"):
+        train_model(TinyNet(), train, other, RECIPE, seed=0)
+
+
+def test_evaluate_matches_manual_computation(small):
+    _, test = small
+    model = TinyNet().train()
+    x, y = test.tensors()
+    acc, loss = evaluate(model, test, batch_size=7)
+    assert model.training  # mode restored
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    assert acc == pytest.approx((out.argmax(1) == y).float().mean().item())
+    assert loss == pytest.approx(nn.functional.cross_entropy(out, y).item(), rel=1e-5)
+    assert evaluate(model, (x, y)) == pytest.approx((acc, loss))
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        evaluate(model, test, batch_size=0)
+    with pytest.raises(ValueError, match="need images"):
+        evaluate(model, (x, y[:3]))
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(None) == resolve_device("auto")
+    with pytest.raises(ValueError, match="unknown device 'gpu0'; valid choices"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == torch.device("cpu")
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_measure_throughput():
+    result = measure_throughput(TinyNet(), RECIPE, batch_size=16, steps=2, warmup=1, device="cpu")
+    assert result["images_per_s"] > 0 and result["batch_size"] == 16 and result["steps"] == 2
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        measure_throughput(TinyNet(), RECIPE, steps=0)
