@@ -105,3 +105,41 @@ def test_quoted_accuracy_only_quotes_what_the_paper_states():
     assert claims.quoted_accuracy("cifar10", "vgg16") == 93.63
     assert claims.quoted_accuracy("cifar10", "vgg11") is None
     assert claims.quoted_accuracy("cifar100", "resnet18") is None
+
+
+def _curve(values):
+    from modgraph.curve import Curve
+
+    values = np.atleast_2d(values)
+    return Curve(tuple(f"l{i}" for i in range(values.shape[1])), values)
+
+
+def test_curve_claims_on_rising_curves_hold():
+    curves = {"a": _curve([0.1, 0.2, 0.3, 0.4]), "b": _curve([0.0, 0.2, 0.25, 0.5, 0.6])}
+    rise = claims.rises_with_depth(curves, scope="cifar10", source="Fig. 4")
+    assert rise.holds and rise.value == pytest.approx(1.0) and rise.claim.startswith("cifar10: ")
+    assert claims.last_layer_highest(curves, scope="cifar10", source="Fig. 4").holds
+
+
+def test_curve_claims_use_the_median_over_models():
+    curves = {"up": _curve([0.1, 0.2, 0.3]), "down": _curve([0.3, 0.2, 0.1]), "up2": _curve([0.1, 0.3, 0.4])}
+    assert claims.rises_with_depth(curves, scope="s", source="").value == pytest.approx(1.0)
+    gap = claims.last_layer_highest(curves, scope="s", source="")
+    assert gap.value == pytest.approx(0.0) and gap.holds
+
+
+def test_plateaus_in_deeper_models():
+    curves = {"shallow": _curve([0.1, 0.2, 0.3]),  # no plateau
+              "middle": _curve([0.1, 0.2, 0.2, 0.3, 0.4]),  # 1 of 4 steps flat
+              "deep": _curve([0.1, 0.2, 0.2, 0.2, 0.1, 0.3, 0.3, 0.4])}  # 4 of 7 steps flat or falling
+    c = claims.plateaus_in_deeper_models(curves, scope="s", source="")
+    assert c.holds and c.value == pytest.approx(1.0)
+    two = claims.plateaus_in_deeper_models({k: curves[k] for k in ("shallow", "deep")}, scope="s", source="")
+    assert not two.holds and "at least 3 models" in two.reason
+
+
+def test_curve_claims_without_curves_carry_the_reason():
+    out = claims.curve_claims({}, scope="cifar100", source="Fig. 4", reason="cifar100 is absent")
+    assert len(out) == 3
+    assert all(not c.holds and c.reason == "cifar100 is absent" and math.isnan(c.value) for c in out)
+    assert claims.rises_with_depth({}, scope="s", source="").reason == "no curves were measured"

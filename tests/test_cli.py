@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import types
 
@@ -117,19 +118,23 @@ def test_bad_checkpoints_exit_2(checkpoint, digits, home, monkeypatch, capsys):
 def test_store_model_is_requested_with_the_given_spec(digits, home, tmp_path, monkeypatch, capsys):
     requested = []
 
+    @dataclasses.dataclass(frozen=True)
     class ModelSpec:
-        def __init__(self, **fields):
-            self.__dict__.update(fields)
+        arch: str
+        dataset: str
+        width: float = 1.0
+        recipe: str = "default"
+        epochs: int | None = None
+        seed: int = 0
 
     def get_model(spec):
-        requested.append(dict(vars(spec)))
+        requested.append(dataclasses.asdict(spec))
         model = create_model(ARCH, num_classes=10, width=WIDTH, mean=digits.mean, std=digits.std, seed=0)
         return types.SimpleNamespace(model=model)
 
     fake = types.ModuleType("modgraph.store")
     fake.ModelSpec, fake.get_model = ModelSpec, get_model
     monkeypatch.setitem(sys.modules, "modgraph.store", fake)
-    monkeypatch.setattr(curve_cli.dataclasses, "asdict", lambda spec: dict(vars(spec)))
     argv = _args("--recipe", "fast", "--epochs", "2", "--seed", "1", "--out",
                  str(tmp_path / "c.json"))
     assert _main(argv, monkeypatch) == 0

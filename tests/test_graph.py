@@ -163,23 +163,28 @@ def test_zero_rows_have_zero_similarity_and_lowest_index_neighbours() -> None:
     assert torch.count_nonzero(sims[4]) == 0
 
 
-@pytest.mark.parametrize("block_rows", [1, 7, 64, None])
-def test_blocked_top_k_matches_naive_reference(block_rows: int | None) -> None:
-    X, _ = _clustered(7, n=64, d=8)
-    expected_idx, expected_sims = _naive_neighbours(X.numpy(), 5)
-    indices, sims = nearest_neighbours(X, 5, block_rows=block_rows)
+@pytest.mark.parametrize(("n", "k", "block_rows"), [(64, 5, 1), (64, 5, 7), (64, 5, 64), (64, 5, None),
+                                                    (1500, 3, None), (1500, 40, 300), (50, 40, None)])
+def test_blocked_top_k_matches_naive_reference(n: int, k: int, block_rows: int | None) -> None:
+    X, _ = _clustered(7, n=n, d=8)
+    expected_idx, expected_sims = _naive_neighbours(X.numpy(), k)
+    indices, sims = nearest_neighbours(X, k, block_rows=block_rows)
     np.testing.assert_array_equal(indices.numpy(), expected_idx)
     np.testing.assert_allclose(sims.numpy(), expected_sims, atol=1e-12)
 
 
-@pytest.mark.parametrize("block_rows", [1, 5, None])
-def test_ties_go_to_the_lower_index(block_rows: int | None) -> None:
-    # Small integer features with duplicated rows: exact, massively tied similarities.
+@pytest.mark.parametrize(
+    ("distinct", "dims", "copies", "k", "block_rows"),
+    [(12, 3, 2, 4, 1), (12, 3, 2, 4, 5), (12, 3, 2, 4, None), (12, 3, 100, 4, None), (12, 3, 100, 4, 700),
+     (400, 8, 3, 1, None), (400, 8, 3, 2, 500)],
+)
+def test_ties_go_to_the_lower_index(distinct: int, dims: int, copies: int, k: int, block_rows: int | None) -> None:
+    # Small integer features repeated far apart: exact similarities, tied across distant columns.
     gen = np.random.default_rng(0)
-    X = gen.integers(0, 3, (12, 3)).astype(np.float64)
-    X = np.concatenate([X, X, X[:5]])
-    expected_idx, expected_sims = _naive_neighbours(X, 4)
-    indices, sims = nearest_neighbours(X, 4, block_rows=block_rows)
+    X = gen.integers(0, 4, (distinct, dims)).astype(np.float64)
+    X = np.concatenate([X] * copies + [X[:5]])
+    expected_idx, expected_sims = _naive_neighbours(X, k)
+    indices, sims = nearest_neighbours(X, k, block_rows=block_rows)
     np.testing.assert_array_equal(indices.numpy(), expected_idx)
     np.testing.assert_array_equal(sims.numpy(), expected_sims)
 
@@ -227,6 +232,8 @@ def test_graph_from_neighbours_averages_both_directions() -> None:
     A = graph_from_neighbours(indices, sims).to_dense()
     expected = torch.tensor([[0, 0.7, 0.2], [0.7, 0, 0], [0.2, 0, 0]], dtype=torch.float64)
     torch.testing.assert_close(A, expected)
+    with pytest.raises(ValueError, match=r"lie in \[0, 3\), got \[0, 3\]"):
+        graph_from_neighbours(torch.tensor([[1], [0], [3]]), sims)
 
 
 def test_similarity_registry_names() -> None:

@@ -125,3 +125,101 @@ def test_accuracy_percent():
     assert report.accuracy_percent({"final_test_acc": 0.9478}) == 94.78
     assert report.accuracy_percent({}) is None
     assert math.isclose(report.accuracy_percent({"final_test_acc": 1}), 100.0)
+
+
+class FakeStored:
+    def __init__(self, model, acc=0.5):
+        self.model = model
+        self.metrics = {"final_test_acc": acc}
+
+
+@pytest.fixture
+def fake_store(home, monkeypatch):
+    """get_model returns an untrained tiny VGG11 (no training in unit tests); counts its calls."""
+    from modgraph import store
+    from modgraph.models import create_model
+
+    calls = []
+
+    def get_model(spec, device=None, progress=True):
+        calls.append(spec)
+        return FakeStored(create_model(spec.arch, width=1 / 16, seed=spec.seed).eval())
+
+    monkeypatch.setattr(store, "get_model", get_model)
+    return calls
+
+
+def test_cached_curve_equals_direct_computation_and_is_reused(fake_store):
+    from modgraph.curve import modularity_curve
+    from modgraph.data import load_dataset
+    from modgraph.models import create_model
+    from modgraph.store import ModelSpec
+
+    spec = ModelSpec("vgg11", "digits", recipe="smoke", width=1 / 16)
+    curve = report.cached_curve(spec, n=40, k=3, repeats=2, seed=1, progress=False)
+    images, labels = load_dataset("digits", "test", progress=False).tensors()
+    direct = modularity_curve(create_model("vgg11", width=1 / 16, seed=0).eval(), images, labels, n=40, k=3,
+                              repeats=2, seed=1, progress=False)
+    np.testing.assert_allclose(curve.array, direct.array, rtol=1e-6, atol=1e-9)
+    assert curve.layers == direct.layers
+    assert curve.meta["test_accuracy"] == 50.0 and curve.meta["model"] == "vgg11"
+    again = report.cached_curve(spec, n=40, k=3, repeats=2, seed=1, progress=False)
+    assert again == curve and len(fake_store) == 1  # second call: from the cache, no model needed
+    report.cached_curve(spec, n=40, k=5, repeats=2, seed=1, progress=False)
+    assert len(fake_store) == 2
+
+
+def test_model_curves_reports_absent_data_sets(fake_store):
+    study = report.model_curves(["vgg11"], ["digits", "imagenet50"], recipe="smoke", width=1 / 16, n=30,
+                                repeats=1, progress=False)
+    assert list(study.curves) == ["digits"] and list(study.curves["digits"]) == ["vgg11"]
+    assert "imagenet" in study.missing["imagenet50"]
+    panels = study.panels()
+    assert list(panels) == ["digits", "imagenet50"] and panels["imagenet50"] == study.missing["imagenet50"]
+    assert "imagenet50: not measured." in study._repr_markdown_()
+    verdicts = study.claims(source="Fig. 4")
+    assert len(verdicts) == 6 and all(not c.holds for c in verdicts[3:])
+    assert verdicts[3].reason == study.missing["imagenet50"]
+    table = study.accuracy_table()
+    assert table.loc[0, "test accuracy (ours, %)"] == 50.0 and math.isnan(table.loc[0, "paper (%)"])
+    assert json.loads(json.dumps(study.to_dict()))["missing"] == study.missing
+
+
+def test_accuracy_table_marks_quoted_values():
+    from modgraph.curve import Curve
+
+    c = Curve(("a", "b"), [[0.1, 0.2]], {"test_accuracy": 93.1})
+    table = report.CurveStudy(("cifar10",), {"cifar10": {"resnet18": c, "vgg11": c}}).accuracy_table()
+    assert table["paper (%)"].iloc[0] == 94.78 and table["paper source"].iloc[0] == "quoted in the paper's text"
+    assert math.isnan(table["paper (%)"].iloc[1]) and table["paper source"].iloc[1] == ""
+
+
+def test_pretrained_curves_say_what_is_missing(home):
+    study = report.pretrained_curves(["tv_resnet18"], "imagenet50", progress=False)
+    assert study.curves == {} and "imagenet" in study.missing["imagenet50"]
+    assert report.pretrained_curves([], "imagenet50").missing == {"imagenet50": "no models were requested in this profile"}
+
+
+def test_cached_embeddings_use_the_first_curve_sample(fake_store, monkeypatch):
+    from modgraph.data import load_dataset, sample_indices
+    from modgraph.plots import tsne
+    from modgraph.store import ModelSpec
+
+    monkeypatch.setattr(tsne, "layer_embeddings",
+                        lambda model, images, **kw: {"only": images.reshape(len(images), -1)[:, :2].numpy()})
+    emb = report.cached_embeddings(ModelSpec("vgg11", "digits", recipe="smoke"), n=25, seed=2, progress=False)
+    data = load_dataset("digits", "test", progress=False)
+    index = sample_indices(len(data), 25, 1, 2)[0]
+    np.testing.assert_array_equal(emb.labels, data.labels[index])
+    np.testing.assert_allclose(emb.layers["only"], data.images[index].transpose(0, 3, 1, 2).reshape(25, -1)[:, :2] / 255,
+                               rtol=1e-6)
+    assert emb.classes == data.classes
+
+
+def test_coverage_note_names_what_is_left_out():
+    note = report.coverage_note("architectures", ["vgg11", "resnet18"], ("vgg11", "vgg16", "resnet18"))
+    assert note.text == ("This run measures 2 of the paper's 3 architectures (vgg11, resnet18); "
+                         "left out in this profile: vgg16.")
+    assert report.coverage_note("data sets", ["digits"], ("cifar10",))._repr_markdown_() == (
+        "This run measures 0 of the paper's 1 data sets; left out in this profile: cifar10; not in the paper: digits.")
+    assert report.coverage_note("x", ["a"], ("a",)).text == "This run measures 1 of the paper's 1 x (a)."

@@ -79,6 +79,8 @@ def test_settings_are_normalised_and_validated():
         AblationSettings(alternative="cosine")
     with pytest.raises(ValueError, match="unknown similarity 'euclid'; valid choices: cosine, pearson"):
         AblationSettings(alternative="euclid")
+    with pytest.raises(ValueError, match="unknown tap 'relu'; valid choices: block, conv"):
+        AblationSettings(tap="relu")
     with pytest.raises(ValueError, match="at least 2 distinct"):
         AblationSettings(small_ks=(3, 3))
     with pytest.raises(ValueError, match="ns must be a list"):

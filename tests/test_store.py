@@ -171,6 +171,21 @@ def test_parent_initialises_child(stored):
     assert set(INITIALISERS.names()) == {"copy", "transfer"}
 
 
+def test_transfer_from_parent_removes_the_named_middle_layer(home):
+    from modgraph.prune import prune
+
+    base = dict(TINY, overrides={"depths": (1, 1, 3)})
+    parent = ModelSpec(**base, epochs=1)
+    child = ModelSpec(**dict(base, overrides={"depths": (1, 1, 2)}), epochs=1, parent=parent, init="transfer",
+                      removed=("layer3.1",), snapshot_epochs=(0,))
+    assert spec_hash(child) != spec_hash(dataclasses.replace(child, removed=()))
+    with pytest.raises(ValueError, match="needs a parent"):
+        ModelSpec(**base, removed=("layer3.1",))
+    expected = prune(get_model(parent, device="cpu", progress=False).model, ["layer3.1"])
+    start = get_model(child, device="cpu", progress=False).snapshot(0)
+    assert _equal(_weights(start), _weights(expected))
+
+
 def test_load_checkpoint(stored, tmp_path):
     model = load_checkpoint(stored.path, device="cpu")
     assert _equal(_weights(model), _weights(stored.model))

@@ -297,6 +297,10 @@ def stale_reason(notebook: str, params: Mapping[str, Any], output: str) -> str |
 def _kernel_env() -> None:
     """Make the ``python3`` kernel this interpreter's: prefer its environment's kernelspec and PATH."""
     os.environ["JUPYTER_PREFER_ENV_PATH"] = "1"
+    # tqdm.auto warns in every kernel without ipywidgets; the book's pages run with progress=False.
+    quiet = "ignore:IProgress not found"
+    if quiet not in os.environ.get("PYTHONWARNINGS", ""):
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet]))
     bindir = str(Path(sys.executable).parent)
     if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")

@@ -40,6 +40,9 @@ __all__ = [
     "curve_claims",
     "QUOTED_ACCURACY",
     "quoted_accuracy",
+    "PAPER_FIG4_ARCHS",
+    "PAPER_FIG4_DATASETS",
+    "PAPER_FIG5_ARCHS",
 ]
 
 COMPARISONS: Registry[Callable[[float, float], bool]] = Registry("comparison")
@@ -164,6 +167,16 @@ QUOTED_ACCURACY: dict[tuple[str, str], float] = {
     ("cifar10", "vgg16"): 93.63,
 }
 """Test accuracies (%) quoted from the paper's text; keys ``(dataset, arch)``."""
+
+
+PAPER_FIG4_ARCHS = ("vgg11", "vgg13", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+"""The architectures of the paper's Fig. 4."""
+
+PAPER_FIG4_DATASETS = ("cifar10", "cifar100")
+"""The data sets of the paper's Fig. 4."""
+
+PAPER_FIG5_ARCHS = ("tv_resnet18", "tv_resnet34", "tv_resnet50", "tv_resnet101", "tv_resnet152")
+"""The ImageNet models of the paper's Fig. 5 (torchvision's ResNets)."""
 
 
 def quoted_accuracy(dataset: str, arch: str) -> float | None:

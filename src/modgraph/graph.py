@@ -12,8 +12,9 @@ its similarity to every sample, itself included, is 0.
 
 Everything runs on torch tensors (CPU or CUDA, float32 or float64; numpy arrays
 are accepted) without Python loops over nodes. The similarity matrix is never
-held whole: rows are processed in blocks of ``block_rows``, so the extra memory
-is O(block_rows * N + N * k).
+held whole: its upper triangle is formed in strips of ``block_rows`` rows, so
+the extra memory is O(block_rows * N + N * k) and the product costs about half
+of ``X @ X.T``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def _centre_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 _BLOCK_BYTES = 2**26
+_STRIPS = 8
+_MIN_BLOCK_ROWS = 512
+_CHUNKED_WIDTH = 1024
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,25 +111,33 @@ def nearest_neighbours(
     ``X`` (N, D) -> ``(indices, sims)``, both (N, k): row ``i`` lists its
     neighbours (never ``i`` itself) by decreasing similarity, equal similarities
     by increasing index, so the first ``k' < k`` columns are the ``k'``-NN lists.
-    ``block_rows`` rows of the similarity matrix are formed at a time (default:
-    a 64 MiB block); a row is ranked before it is scaled by its own norm,
-    which does not change its order.
+
+    The similarity matrix is symmetric, so only its upper triangle is computed,
+    in strips of ``block_rows`` rows (default: N/8 rows, at least 512, at most a
+    64 MiB strip): a strip ranks its own rows and, transposed, the candidates it
+    holds for the rows below; running lists merge the candidates exactly. Rows
+    are ranked before they are scaled by their own norm, which keeps their order.
     """
     X = _features(X)
     n = X.shape[0]
     _check_k(k, n)
     if block_rows is None:
-        block_rows = max(1, _BLOCK_BYTES // (n * X.element_size()))
+        cap = max(1, _BLOCK_BYTES // (n * X.element_size()))
+        block_rows = min(cap, max(-(-n // _STRIPS), _MIN_BLOCK_ROWS))
     elif block_rows < 1:
         raise ValueError(f"block_rows must be >= 1, got {block_rows}")
     base, inv = _factors(X, similarity)
-    indices = torch.empty(n, k, dtype=torch.int64, device=X.device)
-    sims = torch.empty(n, k, dtype=X.dtype, device=X.device)
+    sims = torch.full((n, k), -torch.inf, dtype=X.dtype, device=X.device)
+    indices = torch.full((n, k), n, dtype=torch.int64, device=X.device)
     for start in range(0, n, block_rows):
         stop = min(start + block_rows, n)
-        block = torch.mm(base[start:stop], base.T).mul_(inv)
-        block.diagonal(offset=start).fill_(-torch.inf)
-        indices[start:stop], sims[start:stop] = _top_k(block, k)
+        strip = torch.mm(base[start:stop], base[start:].T)
+        if stop < n:
+            below = torch.empty(n - stop, stop - start, dtype=X.dtype, device=X.device)
+            torch.mul(strip[:, stop - start :].T, inv[start:stop], out=below)
+            _merge(sims[stop:], indices[stop:], *_top_k(below, k), offset=start, first=start == 0)
+        strip.mul_(inv[start:]).diagonal().fill_(-torch.inf)
+        _merge(sims[start:stop], indices[start:stop], *_top_k(strip, k), offset=start, first=start == 0)
     return indices, sims.mul_(inv[:, None])
 
 
@@ -136,6 +148,8 @@ def graph_from_neighbours(indices: torch.Tensor, sims: torch.Tensor) -> KnnGraph
             f"indices and sims must be (N, k) of the same shape, got {tuple(indices.shape)} and {tuple(sims.shape)}"
         )
     n, k = indices.shape
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= n):
+        raise ValueError(f"neighbour indices must lie in [0, {n}), got [{int(indices.min())}, {int(indices.max())}]")
     src = torch.arange(n, device=indices.device).repeat_interleave(k)
     dst = indices.reshape(-1)
     half = sims.reshape(-1) / 2
@@ -238,9 +252,37 @@ def _factors(X: torch.Tensor, similarity: str) -> tuple[torch.Tensor, torch.Tens
     return base, inv
 
 
+def _merge(sims: torch.Tensor, indices: torch.Tensor, new_sims: torch.Tensor, new_cols: torch.Tensor,
+           offset: int, first: bool) -> None:
+    """Merge candidates (new columns + ``offset`` = indices) into the running (M, k) lists, in place.
+
+    ``first``: the lists are still empty and the candidates, k per row, replace them.
+    """
+    k = sims.shape[1]
+    if first and new_sims.shape[1] == k:
+        sims.copy_(new_sims)
+        indices.copy_(new_cols + offset)
+        return
+    both_sims, both_indices = _lexsort(
+        torch.cat([sims, new_sims], dim=1), torch.cat([indices, new_cols + offset], dim=1)
+    )
+    sims.copy_(both_sims[:, :k])
+    indices.copy_(both_indices[:, :k])
+
+
+def _lexsort(values: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row of (M, c) ``values`` and ``indices`` sorted by decreasing value, then increasing index."""
+    order = indices.argsort(dim=1)
+    values, indices = values.gather(1, order), indices.gather(1, order)
+    order = values.argsort(dim=1, descending=True, stable=True)
+    return values.gather(1, order), indices.gather(1, order)
+
+
 def _top_k(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row of ``block`` (B, N), k < N, the ``k`` largest entries, ties to the lower index, sorted."""
-    values, indices = block.topk(k + 1, dim=1)
+    """Per row of ``block`` (B, W) its ``min(k, W)`` largest entries and columns, ties to the lower column, sorted."""
+    if block.shape[1] <= k:
+        return block.sort(dim=1, descending=True, stable=True)
+    values, indices = _top_k_plus_one(block, k)
     tied = torch.nonzero(values[:, k] == values[:, k - 1]).flatten()
     values, indices = values[:, :k].contiguous(), indices[:, :k].contiguous()
     if tied.numel():
@@ -252,10 +294,31 @@ def _top_k(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         cols = torch.nonzero(keep)[:, 1].reshape(-1, k)
         indices[tied] = cols
         values[tied] = sub.gather(1, cols)
-    order = indices.argsort(dim=1)
-    indices, values = indices.gather(1, order), values.gather(1, order)
-    order = values.argsort(dim=1, descending=True, stable=True)
-    return indices.gather(1, order), values.gather(1, order)
+    return _lexsort(values, indices)
+
+
+def _top_k_plus_one(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k + 1`` largest values per row of ``block`` (B, W > k) and columns holding them (any among ties).
+
+    Only the columns of the ``k + 1`` column chunks with the largest maxima are
+    ranked: a value outside them has ``k + 1`` values at least as large inside
+    them, so the ``k + 1`` largest values are exact, and cheap chunk maxima
+    replace most of the ranking work.
+    """
+    rows, width = block.shape
+    size = max(1, round((width / (k + 1)) ** 0.5))
+    if width < _CHUNKED_WIDTH or 2 * (k + 1) * size > width:
+        return block.topk(k + 1, dim=1)
+    whole = width // size * size
+    maxima = block[:, :whole].reshape(rows, -1, size).amax(dim=2)
+    if whole < width:
+        maxima = torch.cat([maxima, block[:, whole:].amax(dim=1, keepdim=True)], dim=1)
+    chunks = maxima.topk(k + 1, dim=1).indices
+    cols = (chunks[:, :, None] * size + torch.arange(size, device=block.device)).reshape(rows, -1)
+    outside = cols >= width
+    candidates = block.gather(1, cols.masked_fill(outside, 0)).masked_fill_(outside, -torch.inf)
+    values, picked = candidates.topk(k + 1, dim=1)
+    return values, cols.gather(1, picked)
 
 
 def _check_k(k: int, n: int) -> None:

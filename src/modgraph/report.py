@@ -42,6 +42,7 @@ __all__ = [
     "source_hash",
     "cached",
     "CURVE_CODE",
+    "TSNE_CODE",
     "cached_curve",
     "accuracy_percent",
     "CurveStudy",
@@ -49,6 +50,8 @@ __all__ = [
     "pretrained_curves",
     "Embeddings",
     "cached_embeddings",
+    "Note",
+    "coverage_note",
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -79,6 +82,7 @@ class Section:
                 raise ValueError(f"{what} must be a plain name like '01_curves' or 'smoke', got {name!r}")
         if not isinstance(params, Mapping):
             raise ValueError(f"params must be a mapping of parameter name -> value, got {type(params).__name__}")
+        pd.set_option("display.max_colwidth", None)  # claims and notes are sentences: show them whole
         self.notebook = notebook
         self.profile = profile
         self.output = output or profile
@@ -267,6 +271,9 @@ def cached(kind: str, config: Mapping[str, Any], compute: Callable[[], Any], *, 
 CURVE_CODE = ("modgraph.curve", "modgraph.graph", "modgraph.features", "modgraph.data", "modgraph.models")
 """Modules whose source determines a modularity curve of a stored model (cache key of :func:`cached_curve`)."""
 
+TSNE_CODE = ("modgraph.features", "modgraph.data", "modgraph.models", "modgraph.plots.tsne")
+"""Modules whose source determines the t-SNE embeddings of :func:`cached_embeddings`."""
+
 
 def _curve_config(**settings: Any) -> dict[str, Any]:
     for name in ("n", "k", "repeats", "seed"):
@@ -365,7 +372,7 @@ class CurveStudy:
                 quoted = quoted_accuracy(ds, model)
                 rows.append({"data set": ds, "model": model, "layers": len(curve.layers),
                              "test accuracy (ours, %)": curve.meta.get("test_accuracy"),
-                             "paper (%)": quoted,
+                             "paper (%)": float("nan") if quoted is None else quoted,
                              "paper source": "quoted in the paper's text" if quoted is not None else ""})
         columns = ["data set", "model", "layers", "test accuracy (ours, %)", "paper (%)", "paper source"]
         return pd.DataFrame(rows, columns=columns)
@@ -520,6 +527,30 @@ def cached_embeddings(
                                progress=progress)
         return {name: e.tolist() for name, e in emb.items()}
 
-    value = cached("tsne", config, compute, code=CURVE_CODE + ("modgraph.plots.tsne",))
+    value = cached("tsne", config, compute, code=TSNE_CODE)
     return Embeddings({name: np.asarray(e, dtype=np.float32) for name, e in value.items()},
                       data.labels[index], data.classes)
+
+
+@dataclass(frozen=True)
+class Note:
+    """A sentence for the page; displays as Markdown."""
+
+    text: str
+
+    def _repr_markdown_(self) -> str:
+        return self.text
+
+
+def coverage_note(what: str, measured: Sequence[str], paper: Sequence[str]) -> Note:
+    """Say which of the paper's ``paper`` items (e.g. architectures) this run measures, and which it leaves out."""
+    measured = list(measured)
+    extra = [m for m in measured if m not in paper]
+    left_out = [p for p in paper if p not in measured]
+    text = f"This run measures {len(measured) - len(extra)} of the paper's {len(paper)} {what}"
+    text += f" ({', '.join(m for m in measured if m in paper)})" if len(extra) < len(measured) else ""
+    if left_out:
+        text += f"; left out in this profile: {', '.join(left_out)}"
+    if extra:
+        text += f"; not in the paper: {', '.join(extra)}"
+    return Note(text + ".")

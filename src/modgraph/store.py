@@ -20,9 +20,10 @@ model), but not ``snapshot_epochs``: a stored run serves every request whose
 snapshots it holds; otherwise it is retrained with the union of both sets.
 
 Fine-tuning: ``parent`` names a trained model whose weights initialise this one
-through ``init``, an :data:`INITIALISERS` entry ``fn(parent_model, child_model)``:
+through ``init``, an :data:`INITIALISERS` entry ``fn(parent_model, child_model, removed)``:
 ``copy`` (same architecture, strict ``load_state_dict``) or ``transfer``
-(:func:`modgraph.prune.transfer_weights`: a child with layers removed).
+(:func:`modgraph.prune.transfer_weights`: a child without the parent's layers
+``removed``; empty means units cut from the back of stages).
 Register further mappings with ``INITIALISERS.register(name, fn)``.
 """
 
@@ -60,18 +61,20 @@ __all__ = [
 MODEL_FILE = "model.pt"
 METRICS_FILE = "metrics.json"
 
-INITIALISERS: Registry[Callable[[nn.Module, nn.Module], Any]] = Registry("initialiser")
+INITIALISERS: Registry[Callable[[nn.Module, nn.Module, tuple[str, ...]], Any]] = Registry("initialiser")
 
 
-def _copy_weights(parent: nn.Module, child: nn.Module) -> None:
+def _copy_weights(parent: nn.Module, child: nn.Module, removed: tuple[str, ...] = ()) -> None:
+    if removed:
+        raise ValueError(f"init 'copy' keeps every layer; use init='transfer' to remove {list(removed)}")
     try:
         child.load_state_dict(parent.state_dict())
     except RuntimeError as err:
         raise ValueError(f"init 'copy' needs the parent's architecture: {_first_line(err)}") from None
 
 
-def _transfer_weights(parent: nn.Module, child: nn.Module) -> None:
-    importlib.import_module("modgraph.prune").transfer_weights(parent, child)
+def _transfer_weights(parent: nn.Module, child: nn.Module, removed: tuple[str, ...] = ()) -> None:
+    importlib.import_module("modgraph.prune").transfer_weights(parent, child, removed=list(removed) or None)
 
 
 INITIALISERS.register("copy", _copy_weights)
@@ -100,7 +103,9 @@ class ModelSpec:
     the recipe's, otherwise the recipe stretched to that many epochs
     (:meth:`Recipe.with_epochs`); ``overrides``: ``(key, value)`` pairs (or a
     dict) passed to ``create_model``; ``parent``/``init``: start from a trained
-    model's weights (``init`` defaults to ``"copy"``); ``snapshot_epochs``:
+    model's weights (``init`` defaults to ``"copy"``); ``removed``: the
+    parent's layers the child lacks, for ``init="transfer"`` when they are not
+    simply the last units of their stages; ``snapshot_epochs``:
     epochs whose weights to keep (0 = initialisation). Names are validated
     and lower-cased on construction.
     """
@@ -114,6 +119,7 @@ class ModelSpec:
     overrides: tuple[tuple[str, Any], ...] = ()
     parent: "ModelSpec | None" = None
     init: str | None = None
+    removed: tuple[str, ...] = ()
     snapshot_epochs: tuple[int, ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -143,6 +149,9 @@ class ModelSpec:
         if self.parent is not None:
             INITIALISERS.get(self.init or "copy")
             set_("init", (self.init or "copy").lower())
+        if self.removed and self.parent is None:
+            raise ValueError(f"removed={list(self.removed)} needs a parent model to remove layers from")
+        set_("removed", tuple(str(name) for name in self.removed))
         snaps = tuple(sorted({int(e) for e in self.snapshot_epochs}))
         epochs = self.recipe_config().epochs
         if any(not 0 <= e <= epochs for e in snaps):
@@ -160,6 +169,7 @@ class ModelSpec:
             "arch": self.arch, "dataset": self.dataset, "recipe": self.recipe_config().to_dict(),
             "seed": self.seed, "width": self.width, "overrides": [[k, v] for k, v in self.overrides],
             "parent": self.parent.canonical() if self.parent is not None else None, "init": self.init,
+            **({"removed": list(self.removed)} if self.removed else {}),
         }
 
 
@@ -342,7 +352,7 @@ def _train(spec: ModelSpec, folder: Path, device: torch.device, snaps: tuple[int
     _check_fits(model, spec, train)
     if spec.parent is not None:
         parent = get_model(spec.parent, device=device, progress=progress)
-        INITIALISERS.get(spec.init)(parent.model, model)
+        INITIALISERS.get(spec.init)(parent.model, model, spec.removed)
     folder.mkdir(parents=True, exist_ok=True)
     result = train_model(model, train, test, recipe, seed=spec.seed, device=device, checkpoint_dir=folder,
                          snapshot_epochs=snaps, snapshot_meta={"meta": meta}, progress=progress)

@@ -1,4 +1,5 @@
-"""Pruning figures: accuracy drop against the Delta-Q of the removed layers (Fig. 10).
+"""Pruning figures: accuracy drop against the Delta-Q of the removed layers (Fig. 10), and a
+modularity curve with the layers pruned from it marked (Table 1).
 
 Fig. 9 (curves of depth variants) is :func:`modgraph.plots.curves.curve_grid`
 of :meth:`modgraph.sections.pruning.VariantStudies.panels`.
@@ -8,12 +9,19 @@ from __future__ import annotations
 
 import math
 import textwrap
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
-__all__ = ["POINT_COLUMNS", "delta_q_figure"]
+from modgraph.plots.curves import plot_curves
+
+if TYPE_CHECKING:
+    from modgraph.curve import Curve
+
+__all__ = ["POINT_COLUMNS", "delta_q_figure", "pruned_curve_figure"]
 
 POINT_COLUMNS = ("data set", "model", "Delta-Q", "accuracy drop (%)", "source")
 """Columns of the points :func:`delta_q_figure` draws (:func:`modgraph.sections.pruning.delta_q_points`)."""
@@ -66,13 +74,42 @@ def delta_q_figure(
             ax.scatter(quoted["Delta-Q"], quoted["accuracy drop (%)"], s=36, facecolors="none", zorder=3,
                        edgecolors="black", label=source)
         ax.axhline(0.0, color="grey", linewidth=0.8)
+        ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.set_xlabel("Delta-Q of the removed layers")
         ax.set_ylabel("accuracy drop (%)")
         ax.set_title(ds)
         if len(rows):
-            ax.legend(frameon=False)
+            ax.legend(frameon=True, fontsize=8)
     for ax in list(axes.flat)[len(datasets):]:
         ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def pruned_curve_figure(
+    curve: "Curve",
+    removed: Sequence[str],
+    *,
+    title: str,
+    kept: Sequence[str] = (),
+    label: str = "unpruned model",
+) -> plt.Figure:
+    """``curve`` (mean ± std) with its ``removed`` layers marked by crosses and redundant ``kept`` ones by circles."""
+    layers = list(curve.layers)
+    unknown = [name for name in (*removed, *kept) if name not in layers]
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} not among the curve's layers; valid choices: {', '.join(layers)}")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    plot_curves({label: curve}, ax=ax, legend=False)
+    mean = np.asarray(curve.mean, dtype=float)
+    for names, style, text in ((removed, {"marker": "x", "c": "black"}, "removed"),
+                               (kept, {"marker": "o", "facecolors": "none", "edgecolors": "black"},
+                                "redundant but kept")):
+        if names:
+            index = np.array([layers.index(name) for name in names])
+            ax.scatter(index + 1, mean[index], s=70, zorder=4, label=f"{text} ({len(names)})", **style)
+    ax.legend(frameon=False)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from modgraph.claims import Claim, check, depth_spearman
 from modgraph.curve import Curve, modularity_curve, modularity_sweep
 from modgraph.graph import SIMILARITIES
+from modgraph.models import TAPS
 from modgraph.registry import Registry
 
 if TYPE_CHECKING:
@@ -151,8 +152,8 @@ class AblationSettings:
             object.__setattr__(self, name, int(value))
         for name in ("ns", "small_ks", "large_ks"):
             object.__setattr__(self, name, _sorted_ints(getattr(self, name), name, 2))
-        for name in ("similarity", "alternative"):
-            SIMILARITIES.get(getattr(self, name))
+        for name, registry in (("similarity", SIMILARITIES), ("alternative", SIMILARITIES), ("tap", TAPS)):
+            registry.get(getattr(self, name))
             object.__setattr__(self, name, getattr(self, name).lower())
         if self.similarity == self.alternative:
             raise ValueError(f"alternative must differ from similarity {self.similarity!r}; valid choices: "

@@ -323,20 +323,21 @@ class VariantStudies:
     """Family studies per data set, and what was not measured.
 
     ``studies``: data set -> parent -> :class:`FamilyStudy`; ``missing``: data
-    set -> why it has none; ``omitted``: model -> why the paper's model is not
-    in this run. Shows as a Markdown note.
+    set -> why it has none; ``omitted``: parent -> the models of its family in
+    the paper's figure that this run leaves out. Shows as a Markdown note.
     """
 
     datasets: tuple[str, ...]
     studies: dict[str, dict[str, FamilyStudy]]
     missing: dict[str, str] = field(default_factory=dict)
-    omitted: dict[str, str] = field(default_factory=dict)
+    omitted: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def _repr_markdown_(self) -> str:
         lines = [f"- **{ds}**: measured {', '.join(m for s in fams.values() for m in s.curves)}"
                  for ds, fams in self.studies.items()]
         lines += [f"- **{ds}: not measured.** {why}" for ds, why in self.missing.items()]
-        lines += [f"- **{model}: left out.** {why}" for model, why in self.omitted.items()]
+        lines += [f"- **left out of the {parent} family** (in the paper's figure, not in this profile's "
+                  f"parameters): {', '.join(models)}" for parent, models in self.omitted.items()]
         return "\n".join(lines) or "Nothing was requested."
 
     def panels(self) -> dict[str, Mapping[str, "Curve"] | str]:
@@ -362,7 +363,7 @@ class VariantStudies:
         """JSON-ready: every study, the missing data sets and omitted models."""
         return {"datasets": list(self.datasets),
                 "studies": {ds: {p: s.to_dict() for p, s in fams.items()} for ds, fams in self.studies.items()},
-                "missing": dict(self.missing), "omitted": dict(self.omitted)}
+                "missing": dict(self.missing), "omitted": {p: list(m) for p, m in self.omitted.items()}}
 
 
 def variant_studies(families: Mapping[str, Sequence[str]], datasets: Sequence[str], settings: PruneSettings, *,
@@ -372,7 +373,7 @@ def variant_studies(families: Mapping[str, Sequence[str]], datasets: Sequence[st
 
     A data set whose files are absent is recorded in ``missing`` with the
     loader's message. ``paper`` (e.g. :data:`PAPER_FIG9`) lists the paper's
-    families: those of its models not requested here are recorded in ``omitted``.
+    families: their models not requested here are recorded in ``omitted``.
     """
     from modgraph.data import DatasetNotFoundError, load_dataset
 
@@ -389,8 +390,8 @@ def variant_studies(families: Mapping[str, Sequence[str]], datasets: Sequence[st
         studies[ds] = {p.lower(): family_study(p, vs, ds, settings, device=device, progress=progress)
                        for p, vs in families.items()}
     requested = {m.lower() for p, vs in families.items() for m in (p, *vs)}
-    omitted = {m: "in the paper's figure, not requested by this profile's parameters"
-               for p, vs in (paper or {}).items() for m in (p, *vs) if m not in requested}
+    omitted = {p: left for p, vs in (paper or {}).items()
+               if (left := tuple(m for m in (p, *vs) if m not in requested))}
     return VariantStudies(tuple(datasets), studies, missing, omitted)
 
 
@@ -427,22 +428,6 @@ def drop_claims(points: pd.DataFrame, datasets: Sequence[str], *, missing: Mappi
     return out
 
 
-def _initialiser(parent: "ModelSpec", removed: Sequence[str]) -> str:
-    """The name of a store initialiser copying ``parent``'s weights into a child lacking ``removed``.
-
-    The store's ``transfer`` maps layers by name (units removed from the back
-    of stages); a child pruned in the middle of a stage needs the removed
-    names, so each set of them gets its own registered mapping.
-    """
-    from modgraph.prune import transfer_weights
-    from modgraph.store import INITIALISERS
-
-    name = "transfer-without:" + "+".join(removed)
-    if name not in INITIALISERS:
-        INITIALISERS.register(name, lambda p, c: transfer_weights(p, c, list(removed)))
-    return name
-
-
 def pruned_spec(parent: "ModelSpec", removed: Sequence[str], settings: PruneSettings) -> "ModelSpec":
     """The store spec of ``parent`` without the layers ``removed`` (block-tap names), fine-tuned from it."""
     from modgraph.prune import depth_variant
@@ -452,15 +437,15 @@ def pruned_spec(parent: "ModelSpec", removed: Sequence[str], settings: PruneSett
         raise ValueError(f"removed must be a non-empty list of layer names, got {removed!r}")
     overrides = depth_variant(parent.arch, list(removed), **dict(parent.overrides))
     return ModelSpec(parent.arch, parent.dataset, recipe=settings.recipe, epochs=settings.finetune_epochs,
-                     seed=settings.seed, width=parent.width, overrides=overrides, parent=parent,
-                     init=_initialiser(parent, list(removed)))
+                     seed=settings.seed, width=parent.width, overrides=overrides, parent=parent, init="transfer",
+                     removed=tuple(removed))
 
 
 @dataclass(frozen=True)
 class PruneResult:
     """A model pruned where its curve says, fine-tuned: what went, what stayed, accuracy and size.
 
-    ``verdicts``: the redundant layers of the parent's curve; ``removed``:
+    ``curve``: the parent's; ``verdicts``: its redundant layers; ``removed``:
     those pruned (block-tap names); ``refused``: layer -> why it stayed;
     accuracies in %; ``pruned_accuracy`` is ``None`` when nothing was removed.
     """
@@ -468,6 +453,7 @@ class PruneResult:
     arch: str
     dataset: str
     threshold: float
+    curve: "Curve"
     verdicts: tuple["LayerVerdict", ...]
     removed: tuple[str, ...]
     refused: dict[str, str]
@@ -525,7 +511,7 @@ class PruneResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record of the pruning."""
         return {"arch": self.arch, "dataset": self.dataset, "threshold": self.threshold,
-                "verdicts": [asdict(v) for v in self.verdicts], "removed": list(self.removed),
+                "curve": self.curve.to_dict(), "verdicts": [asdict(v) for v in self.verdicts], "removed": list(self.removed),
                 "refused": dict(self.refused), "parent_accuracy": self.parent_accuracy,
                 "pruned_accuracy": self.pruned_accuracy, "before": self.before.to_dict(),
                 "after": self.after.to_dict(), "reduction": self.reduction}
@@ -561,5 +547,5 @@ def prune_by_curve(parent: "ModelSpec", settings: PruneSettings, *, device: str 
         after, pruned_accuracy = complexity(pruned.model, size), report.accuracy_percent(pruned.metrics)
     else:
         after, pruned_accuracy = before, None
-    return PruneResult(parent.arch, parent.dataset, float(settings.threshold), tuple(verdicts), removed, refused,
-                       report.accuracy_percent(stored.metrics), pruned_accuracy, before, after)
+    return PruneResult(parent.arch, parent.dataset, float(settings.threshold), curve, tuple(verdicts), removed,
+                       refused, report.accuracy_percent(stored.metrics), pruned_accuracy, before, after)

@@ -1,0 +1,278 @@
+"""Fig. 6(b): the modularity of every layer over the first epochs of training, beside test accuracy.
+
+:func:`snapshot_curve` measures the modularity curve of one stored snapshot
+(:meth:`modgraph.store.StoredModel.snapshot`; epoch 0 is the initialisation)
+on test samples and caches it together with that epoch's test accuracy (from
+the store's per-epoch history; the initialisation is evaluated).
+:func:`training_dynamics` gathers the curves of every snapshot a spec requests
+into a :class:`TrainingDynamics`, whose ``q`` is the (epochs, layers) matrix
+of mean Q. The claims' quantities are pure functions of that matrix and the
+accuracy per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from tqdm.auto import tqdm
+
+from modgraph.claims import Claim, check
+from modgraph.curve import Curve
+from modgraph.registry import Registry
+
+if TYPE_CHECKING:
+    from modgraph.store import ModelSpec, StoredModel
+
+__all__ = [
+    "SHALLOW_RANGE_RATIO",
+    "DEEP_CORRELATION",
+    "CORRELATIONS",
+    "shallow_q",
+    "deep_q",
+    "range_ratio",
+    "accuracy_correlation",
+    "TrainingDynamics",
+    "snapshot_curve",
+    "training_dynamics",
+]
+
+SHALLOW_RANGE_RATIO = 0.25
+"""(range over epochs of the first layers' Q) / (that of the last layers') below which the shallow
+layers count as "nearly constant" during training."""
+
+DEEP_CORRELATION = 0.8
+"""Pearson r across epochs between the last layers' Q and test accuracy above which the deep
+layers' modularity "rises with accuracy"."""
+
+CORRELATIONS: Registry[Callable[[np.ndarray, np.ndarray], float]] = Registry("correlation")
+CORRELATIONS.register("pearson", lambda a, b: float(stats.pearsonr(a, b).statistic))
+CORRELATIONS.register("spearman", lambda a, b: float(stats.spearmanr(a, b).statistic))
+
+
+def _matrix(q: np.ndarray | Sequence[Sequence[float]], layers: int) -> np.ndarray:
+    m = np.asarray(q, dtype=float)
+    if m.ndim != 2 or m.shape[0] < 2 or m.shape[1] < 1:
+        raise ValueError(f"expected Q of shape (epochs >= 2, layers >= 1), got {m.shape}")
+    if isinstance(layers, bool) or not isinstance(layers, (int, np.integer)) or not 1 <= layers <= m.shape[1]:
+        raise ValueError(f"layers must be an int in [1, {m.shape[1]}] (the number of layers), got {layers!r}")
+    return m
+
+
+def shallow_q(q: np.ndarray | Sequence[Sequence[float]], layers: int = 1) -> np.ndarray:
+    """Mean Q of the first ``layers`` layers per epoch: (E, L) -> (E,)."""
+    return _matrix(q, layers)[:, :layers].mean(axis=1)
+
+
+def deep_q(q: np.ndarray | Sequence[Sequence[float]], layers: int = 1) -> np.ndarray:
+    """Mean Q of the last ``layers`` layers per epoch: (E, L) -> (E,)."""
+    return _matrix(q, layers)[:, -layers:].mean(axis=1)
+
+
+def range_ratio(q: np.ndarray | Sequence[Sequence[float]], layers: int = 1) -> float:
+    """Range over epochs of :func:`shallow_q` divided by that of :func:`deep_q`; ``q`` (E, L).
+
+    0 when the first layers do not move at all; NaN when the last layers'
+    Q is constant (nothing to compare with).
+    """
+    deep = np.ptp(deep_q(q, layers))
+    return float(np.ptp(shallow_q(q, layers)) / deep) if deep > 0 else math.nan
+
+
+def accuracy_correlation(
+    q: np.ndarray | Sequence[Sequence[float]],
+    accuracy: np.ndarray | Sequence[float],
+    layers: int = 1,
+    method: str = "pearson",
+) -> float:
+    """Correlation across epochs of :func:`deep_q` with ``accuracy`` (E,); needs E >= 3.
+
+    ``method``: a :data:`CORRELATIONS` name. NaN when either is constant.
+    """
+    correlate = CORRELATIONS.get(method)
+    deep = deep_q(q, layers)
+    acc = np.asarray(accuracy, dtype=float)
+    if acc.shape != deep.shape:
+        raise ValueError(f"accuracy must have one value per epoch, shape {deep.shape}, got {acc.shape}")
+    if deep.size < 3:
+        raise ValueError(f"a correlation across epochs needs at least 3 epochs, got {deep.size}")
+    if np.ptp(deep) == 0 or np.ptp(acc) == 0:
+        return math.nan
+    return correlate(deep, acc)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingDynamics:
+    """Modularity curves of one model's snapshots and its test accuracy per snapshot.
+
+    ``epochs`` (E,) increasing (0 = initialisation); ``curves`` one
+    :class:`~modgraph.curve.Curve` per epoch, all over the same layers;
+    ``accuracy`` (E,) test accuracy in %.
+    """
+
+    arch: str
+    epochs: tuple[int, ...]
+    curves: tuple[Curve, ...]
+    accuracy: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        epochs = tuple(int(e) for e in self.epochs)
+        if not epochs or list(epochs) != sorted(set(epochs)):
+            raise ValueError(f"epochs must be non-empty and strictly increasing, got {self.epochs}")
+        if len(self.curves) != len(epochs) or len(self.accuracy) != len(epochs):
+            raise ValueError(f"need one curve and one accuracy per epoch: {len(epochs)} epochs, "
+                             f"{len(self.curves)} curves, {len(self.accuracy)} accuracies")
+        layers = {c.layers for c in self.curves}
+        if len(layers) != 1:
+            raise ValueError(f"all curves must have the same layers, got {len(layers)} different layer lists")
+        object.__setattr__(self, "epochs", epochs)
+        object.__setattr__(self, "curves", tuple(self.curves))
+        object.__setattr__(self, "accuracy", tuple(float(a) for a in self.accuracy))
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Layer names in depth order (L,)."""
+        return self.curves[0].layers
+
+    @property
+    def q(self) -> np.ndarray:
+        """Mean Q over repeats, (E, L)."""
+        return np.stack([c.mean for c in self.curves])
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per epoch: epoch, test accuracy (%), then mean Q of each layer (columns in depth order)."""
+        frame = pd.DataFrame(self.q, columns=list(self.layers))
+        frame.insert(0, "test accuracy (%)", self.accuracy)
+        frame.insert(0, "epoch", self.epochs)
+        return frame
+
+    def claims(self, *, source: str, layers: int = 1, scope: str | None = None) -> list[Claim]:
+        """"Shallow layers stay nearly constant" (:func:`range_ratio` < :data:`SHALLOW_RANGE_RATIO`) and
+        "deep-layer modularity rises with accuracy" (Pearson :func:`accuracy_correlation` > :data:`DEEP_CORRELATION`)."""
+        scope = scope or self.arch
+        which = "layer" if layers == 1 else f"{layers} layers"
+        span = f"epochs {self.epochs[0]}..{self.epochs[-1]}"
+        short = len(self.epochs) < 3
+        ratio = range_ratio(self.q, layers)
+        corr = math.nan if short else accuracy_correlation(self.q, self.accuracy, layers)
+        return [
+            check(f"{scope}: the modularity of the shallow layers stays nearly constant during training",
+                  f"range over {span} of the mean Q of the first {which} / that of the last {which}",
+                  ratio, "<", SHALLOW_RANGE_RATIO, source=source,
+                  reason="the last layers' Q does not change over the epochs"),
+            check(f"{scope}: the modularity of the deep layers rises with test accuracy",
+                  f"Pearson r over {span} between the mean Q of the last {which} and test accuracy",
+                  corr, ">", DEEP_CORRELATION, source=source,
+                  reason=(f"a correlation needs at least 3 epochs, got {len(self.epochs)}" if short
+                          else "Q of the last layers or the accuracy is constant over the epochs")),
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: arch, epochs, accuracy and the curves."""
+        return {"arch": self.arch, "epochs": list(self.epochs), "accuracy": list(self.accuracy),
+                "curves": [c.to_dict() for c in self.curves]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainingDynamics":
+        """The dynamics :meth:`to_dict` described."""
+        return cls(data["arch"], tuple(data["epochs"]), tuple(Curve.from_dict(c) for c in data["curves"]),
+                   tuple(data["accuracy"]))
+
+
+def _epoch_accuracy(stored: "StoredModel", epoch: int, model: Any) -> float:
+    """Test accuracy (%) after ``epoch`` epochs: the training history's, or evaluated for epoch 0."""
+    from modgraph.data import load_dataset
+    from modgraph.train import evaluate
+
+    if epoch == 0:
+        return round(100.0 * evaluate(model, load_dataset(stored.spec.dataset, "test", progress=False))[0], 2)
+    record = [h for h in stored.metrics.get("history", []) if h.get("epoch") == epoch]
+    if not record:
+        raise ValueError(f"the training history in {stored.path} has no record of epoch {epoch}")
+    return round(100.0 * float(record[0]["test_acc"]), 2)
+
+
+def _snapshot_curve(spec: "ModelSpec", epoch: int, load: Callable[[], "StoredModel"], *, n: int, k: int,
+                    repeats: int, seed: int, similarity: str, tap: str, device: str | None,
+                    progress: bool) -> Curve:
+    from modgraph import report
+    from modgraph.curve import modularity_curve
+    from modgraph.data import load_dataset
+
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+        raise ValueError(f"epoch must be an int >= 0 (0 = initialisation), got {epoch!r}")
+    config = {"spec": spec.canonical(), "epoch": int(epoch), "dataset": spec.dataset, "split": "test",
+              "n": n, "k": k, "repeats": repeats, "seed": seed, "similarity": similarity, "tap": tap}
+
+    def compute() -> dict:
+        stored = load()
+        model = stored.snapshot(int(epoch))
+        images, labels = load_dataset(spec.dataset, "test", progress=progress).tensors()
+        meta = {"model": spec.arch, "dataset": spec.dataset, "split": "test", "epoch": int(epoch),
+                "test_accuracy": _epoch_accuracy(stored, int(epoch), model)}
+        return modularity_curve(model, images, labels, n=n, k=k, repeats=repeats, seed=seed, similarity=similarity,
+                                tap=tap, device=device, meta=meta, progress=progress).to_dict()
+
+    return Curve.from_dict(report.cached("snapshot-curves", config, compute, code=report.CURVE_CODE))
+
+
+def snapshot_curve(
+    spec: "ModelSpec",
+    epoch: int,
+    *,
+    n: int = 500,
+    k: int = 3,
+    repeats: int = 5,
+    seed: int = 0,
+    similarity: str = "cosine",
+    tap: str = "block",
+    device: str | None = None,
+    progress: bool = True,
+) -> Curve:
+    """The modularity curve of ``spec``'s model after ``epoch`` epochs on its test split, cached.
+
+    ``meta["test_accuracy"]`` is that epoch's test accuracy (%). The model is
+    trained by the store on first use; an epoch without a saved snapshot
+    raises the store's ``ValueError`` listing the saved epochs.
+    """
+    from modgraph.store import get_model
+
+    return _snapshot_curve(spec, epoch, lambda: get_model(spec, device=device, progress=progress), n=n, k=k,
+                           repeats=repeats, seed=seed, similarity=similarity, tap=tap, device=device,
+                           progress=progress)
+
+
+def training_dynamics(
+    spec: "ModelSpec",
+    *,
+    n: int = 500,
+    k: int = 3,
+    repeats: int = 5,
+    seed: int = 0,
+    similarity: str = "cosine",
+    tap: str = "block",
+    device: str | None = None,
+    progress: bool = True,
+) -> TrainingDynamics:
+    """:func:`snapshot_curve` of every epoch in ``spec.snapshot_epochs`` (at least 2), loading the model once."""
+    from modgraph.store import get_model
+
+    epochs = spec.snapshot_epochs
+    if len(epochs) < 2:
+        raise ValueError(f"training dynamics need at least 2 snapshot epochs, got {list(epochs)}; "
+                         "request them with ModelSpec(snapshot_epochs=range(0, E + 1))")
+    loaded: list["StoredModel"] = []
+
+    def load() -> "StoredModel":
+        if not loaded:
+            loaded.append(get_model(spec, device=device, progress=progress))
+        return loaded[0]
+
+    curves = tuple(_snapshot_curve(spec, e, load, n=n, k=k, repeats=repeats, seed=seed, similarity=similarity,
+                                   tap=tap, device=device, progress=progress)
+                   for e in tqdm(epochs, desc=f"{spec.arch} snapshots", disable=not progress))
+    return TrainingDynamics(spec.arch, epochs, curves, tuple(c.meta["test_accuracy"] for c in curves))
