@@ -62,7 +62,7 @@ def _naive_neighbours(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Row by row: cosine similarities sorted by (-similarity, index), self excluded."""
     norms = np.linalg.norm(X, axis=1)
     inv = np.where(norms > 0, 1 / np.where(norms > 0, norms, 1), 0.0)
-    S = X @ X.T * inv[None, :] * inv[:, None]
+    S = X @ X.T * np.outer(inv, inv)
     idx, sims = [], []
     for i, row in enumerate(S):
         order = [j for j in np.lexsort((np.arange(len(row)), -row)) if j != i][:k]

@@ -41,7 +41,8 @@ def test_delta_q_figure_draws_measured_and_quoted_points():
     np.testing.assert_allclose(quoted, [[0.01, 0.01], [0.16, 0.57]])
     assert [t.get_text() for t in measured_ax.texts] == ["vgg11_1", "vgg11_2"]
     assert [t.get_text() for t in measured_ax.get_legend().get_texts()] == ["measured (ours)", "paper (quoted)"]
-    assert missing_ax.get_title() == "cifar100: not measured" and "no files under data/" in missing_ax.texts[0].get_text()
+    assert missing_ax.get_title() == "cifar100: not measured"
+    assert "no files under data/" in missing_ax.texts[0].get_text()
     assert fig._suptitle.get_text() == "Fig. 10 (paper): test"
 
 

@@ -197,7 +197,8 @@ def test_accuracy_table_marks_quoted_values():
 def test_pretrained_curves_say_what_is_missing(home):
     study = report.pretrained_curves(["tv_resnet18"], "imagenet50", progress=False)
     assert study.curves == {} and "imagenet" in study.missing["imagenet50"]
-    assert report.pretrained_curves([], "imagenet50").missing == {"imagenet50": "no models were requested in this profile"}
+    none = report.pretrained_curves([], "imagenet50")
+    assert none.missing == {"imagenet50": "no models were requested in this profile"}
 
 
 def test_cached_embeddings_use_the_first_curve_sample(fake_store, monkeypatch):
@@ -211,8 +212,8 @@ def test_cached_embeddings_use_the_first_curve_sample(fake_store, monkeypatch):
     data = load_dataset("digits", "test", progress=False)
     index = sample_indices(len(data), 25, 1, 2)[0]
     np.testing.assert_array_equal(emb.labels, data.labels[index])
-    np.testing.assert_allclose(emb.layers["only"], data.images[index].transpose(0, 3, 1, 2).reshape(25, -1)[:, :2] / 255,
-                               rtol=1e-6)
+    pixels = data.images[index].transpose(0, 3, 1, 2).reshape(25, -1)[:, :2] / 255
+    np.testing.assert_allclose(emb.layers["only"], pixels, rtol=1e-6)
     assert emb.classes == data.classes
 
 

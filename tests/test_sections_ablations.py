@@ -190,23 +190,14 @@ def test_initial_model_is_the_stores_starting_point(tmp_path, monkeypatch):
         abl.initial_model(child, load_dataset("digits", "test", progress=False))
 
 
-def test_cached_ablation_computes_once_per_setting(tmp_path, monkeypatch):
-    from types import SimpleNamespace
-
+def test_cached_ablation_computes_once_per_setting(stub_store):
     from modgraph import store
     from modgraph.data import load_dataset
 
-    monkeypatch.setenv("MODGRAPH_HOME", str(tmp_path))
     spec = store.ModelSpec("vgg11", "digits", recipe="smoke", seed=0, width=0.0625)
     data = load_dataset("digits", "test", progress=False)
     trained = create_model("vgg11", num_classes=10, width=0.0625, mean=data.mean, std=data.std, seed=9)
-    calls = []
-
-    def fake_get_model(spec, device=None, progress=True):
-        calls.append(spec)
-        return SimpleNamespace(model=trained, metrics={"final_test_acc": 0.5})
-
-    monkeypatch.setattr(store, "get_model", fake_get_model)
+    calls = stub_store(trained, 0.5)
     settings = AblationSettings(n=20, k=3, repeats=1, ns=(10, 20), small_ks=(3, 4), large_ks=(5, 6))
     first = abl.cached_ablation(spec, settings, progress=False)
     again = abl.cached_ablation(spec, settings, progress=False)

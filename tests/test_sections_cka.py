@@ -141,3 +141,27 @@ def test_summary_table_reads_the_comparison():
     row = sc.summary_table({"m": comparison}).iloc[0]
     assert row["layers"] == 3 and row["test accuracy (%)"] == 91.5
     assert row["Q last layer"] == pytest.approx(0.7) and row["smallest CKA between layers"] == pytest.approx(0.3)
+
+
+def test_cached_comparison_per_weights_computes_once(stub_store):
+    from modgraph import store
+    from modgraph.data import load_dataset
+    from modgraph.sections.ablations import initial_model
+
+    spec = store.ModelSpec("resnet20", "digits", recipe="smoke", seed=0, width=0.25)
+    data = load_dataset("digits", "test", progress=False)
+    trained = create_model("resnet20", num_classes=10, width=0.25, mean=data.mean, std=data.std, seed=7)
+    calls = stub_store(trained, 0.25)
+    settings = dict(n=12, k=3, repeats=1, seed=0, progress=False)
+    first = sc.cached_comparison(spec, **settings)
+    assert sc.cached_comparison(spec, **settings).to_dict() == first.to_dict() and len(calls) == 1
+    assert first.meta["weights"] == "trained" and first.meta["test_accuracy"] == 25.0
+    images, labels = data.tensors()
+    direct = sc.compare_layers(initial_model(spec, data), images, labels, n=12, k=3, repeats=1, seed=0,
+                               progress=False)
+    control = sc.cached_comparison(spec, weights="initial", **settings)
+    assert len(calls) == 1 and control.meta["weights"] == "initial"
+    np.testing.assert_allclose(control.cka, direct.cka)
+    assert control.curve.values == direct.curve.values
+    with pytest.raises(ValueError, match="unknown weights 'final'; valid choices: initial, trained"):
+        sc.cached_comparison(spec, weights="final", **settings)

@@ -51,8 +51,9 @@ def _centre_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 _BLOCK_BYTES = 2**26
-_STRIPS = 8
-_MIN_BLOCK_ROWS = 512
+_STRIPS = 16
+_MIN_STRIP_ROWS = 64
+_MIN_STRIP_WORK = 2**27
 _CHUNKED_WIDTH = 1024
 
 
@@ -112,33 +113,34 @@ def nearest_neighbours(
     neighbours (never ``i`` itself) by decreasing similarity, equal similarities
     by increasing index, so the first ``k' < k`` columns are the ``k'``-NN lists.
 
-    The similarity matrix is symmetric, so only its upper triangle is computed,
-    in strips of ``block_rows`` rows (default: N/8 rows, at least 512, at most a
-    64 MiB strip): a strip ranks its own rows and, transposed, the candidates it
-    holds for the rows below; running lists merge the candidates exactly. Rows
-    are ranked before they are scaled by their own norm, which keeps their order.
+    The similarity matrix is symmetric, so only its upper triangle is computed.
+    A strip of ``block_rows`` rows (default: as many as fit in 64 MiB) holds
+    their similarities to every later sample; it ranks its own rows and, read by
+    columns, the candidates it holds for the rows below, and running lists merge
+    the candidates exactly. Similarities are ``(B_i . B_j) * (inv_i * inv_j)``,
+    computed once per pair, so equal inputs give bitwise equal values wherever
+    they meet and ties are genuine.
     """
     X = _features(X)
     n = X.shape[0]
     _check_k(k, n)
     if block_rows is None:
-        cap = max(1, _BLOCK_BYTES // (n * X.element_size()))
-        block_rows = min(cap, max(-(-n // _STRIPS), _MIN_BLOCK_ROWS))
+        block_rows = max(1, _BLOCK_BYTES // (n * X.element_size()))
     elif block_rows < 1:
         raise ValueError(f"block_rows must be >= 1, got {block_rows}")
+    gemm_rows = max(-(-n // _STRIPS), _MIN_STRIP_ROWS, _MIN_STRIP_WORK // (n * X.shape[1]))
     base, inv = _factors(X, similarity)
     sims = torch.full((n, k), -torch.inf, dtype=X.dtype, device=X.device)
     indices = torch.full((n, k), n, dtype=torch.int64, device=X.device)
     for start in range(0, n, block_rows):
         stop = min(start + block_rows, n)
-        strip = torch.mm(base[start:stop], base[start:].T)
+        strip = _upper_strip(base, inv, start, stop, gemm_rows)
         if stop < n:
-            below = torch.empty(n - stop, stop - start, dtype=X.dtype, device=X.device)
-            torch.mul(strip[:, stop - start :].T, inv[start:stop], out=below)
-            _merge(sims[stop:], indices[stop:], *_top_k(below, k), offset=start, first=start == 0)
-        strip.mul_(inv[start:]).diagonal().fill_(-torch.inf)
+            _merge(sims[stop:], indices[stop:], *_top_k(strip[:, stop - start :].T, k), offset=start,
+                   first=start == 0)
+        strip.diagonal().fill_(-torch.inf)
         _merge(sims[start:stop], indices[start:stop], *_top_k(strip, k), offset=start, first=start == 0)
-    return indices, sims.mul_(inv[:, None])
+    return indices, sims
 
 
 def graph_from_neighbours(indices: torch.Tensor, sims: torch.Tensor) -> KnnGraph:
@@ -250,6 +252,22 @@ def _factors(X: torch.Tensor, similarity: str) -> tuple[torch.Tensor, torch.Tens
         norms = torch.linalg.vector_norm(base, dim=1)
     inv = torch.where(norms > 0, 1 / norms, torch.zeros_like(norms))
     return base, inv
+
+
+def _upper_strip(base: torch.Tensor, inv: torch.Tensor, start: int, stop: int, gemm_rows: int) -> torch.Tensor:
+    """Similarities of rows ``start:stop`` to rows ``start:`` (M, N - start), computing each pair once.
+
+    Products of ``gemm_rows`` rows cover the upper triangle; the rest of the
+    diagonal block is its mirror image.
+    """
+    m = stop - start
+    strip = torch.empty(m, base.shape[0] - start, dtype=base.dtype, device=base.device)
+    for a in range(0, m, gemm_rows):
+        b = min(a + gemm_rows, m)
+        rows = slice(start + a, start + b)
+        strip[a:b, a:] = torch.mm(base[rows], base[start + a :].T).mul_(torch.outer(inv[rows], inv[start + a :]))
+        strip[b:, a:b] = strip[a:b, b:m].T
+    return strip
 
 
 def _merge(sims: torch.Tensor, indices: torch.Tensor, new_sims: torch.Tensor, new_cols: torch.Tensor,

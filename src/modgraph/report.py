@@ -1,16 +1,20 @@
-"""What every section notebook uses: the :class:`Section` record and the compute cache.
+"""What every section notebook uses: the :class:`Section` record, the compute cache, curve studies.
 
-A notebook opens ``sec = Section("01_curves", profile, params, output=output)``,
-saves figures with ``sec.save_figure(fig, "fig4_cifar10")``, records numbers
-with ``sec.record(key, value)``, states the paper's claims with
+A notebook opens ``sec = Section.from_notebook("01_curves", globals())`` (or
+``Section("01_curves", profile, params, output=output)``), saves figures with
+``sec.save_figure(fig, "fig4_cifar10")``, records numbers with
+``sec.record(key, value)``, states the paper's claims with
 ``sec.claims([...])`` and ends with ``sec.finish()``, which writes
 ``results/<output>/<notebook>.json`` (params, records, claims, figures,
 provenance) and shows the provenance block.
 
 Expensive results are cached as JSON under ``data/cache/<kind>/`` keyed by
 their configuration and by a hash of the source code that computes them
-(:func:`cached`, :func:`cached_curve`), so re-executing a notebook after a
-plotting change takes seconds while a change to the maths recomputes.
+(:func:`cached`, :func:`cached_curve`, :func:`cached_embeddings`), so
+re-executing a notebook after a plotting change takes seconds while a change
+to the maths recomputes. :func:`model_curves` and :func:`pretrained_curves`
+gather the curves of several models into a :class:`CurveStudy`, noting what
+could not be measured (absent data sets or weights).
 """
 
 from __future__ import annotations
@@ -194,7 +198,8 @@ class Finished:
     def _repr_markdown_(self) -> str:
         prov = self.payload["provenance"]
         hw = prov["hardware"]
-        device = hw.get("gpu") or f"CPU {hw.get('cpu')} ({hw.get('cpu_count')} cores, {hw.get('torch_threads')} torch threads)"
+        cpu = f"CPU {hw.get('cpu')} ({hw.get('cpu_count')} cores, {hw.get('torch_threads')} torch threads)"
+        device = hw.get("gpu") or cpu
         holds = sum(c["holds"] for c in self.payload["claims"])
         lines = [
             "**Provenance**",

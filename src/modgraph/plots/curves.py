@@ -42,7 +42,8 @@ def plot_curves(
         mean = np.asarray(curve.mean, dtype=float)
         std = np.asarray(curve.std, dtype=float)
         if mean.ndim != 1 or mean.shape != std.shape:
-            raise ValueError(f"curve {label!r}: mean and std must be 1-D of equal length, got {mean.shape}, {std.shape}")
+            raise ValueError(f"curve {label!r}: mean and std must be 1-D of equal length, "
+                             f"got {mean.shape}, {std.shape}")
         xs = positions(mean.size)
         (line,) = ax.plot(xs, mean, marker="o", markersize=3, linewidth=1.5, label=label)
         ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
@@ -78,8 +79,8 @@ def curve_grid(
                              squeeze=False, sharey=True)
     for ax, (name, curves) in zip(axes.flat, panels.items()):
         if isinstance(curves, str):
-            ax.text(0.5, 0.5, textwrap.fill(textwrap.shorten(curves, 320), 50), ha="center", va="center", transform=ax.transAxes,
-                    fontsize=9, wrap=True)
+            ax.text(0.5, 0.5, textwrap.fill(textwrap.shorten(curves, 320), 50), ha="center", va="center",
+                    transform=ax.transAxes, fontsize=9)
             ax.set_title(f"{name}: not measured")
             ax.set_xticks([])
             ax.set_yticks([])

@@ -75,6 +75,7 @@ def delta_q_figure(
                        edgecolors="black", label=source)
         ax.axhline(0.0, color="grey", linewidth=0.8)
         ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.margins(0.15)
         ax.set_xlabel("Delta-Q of the removed layers")
         ax.set_ylabel("accuracy drop (%)")
         ax.set_title(ds)

@@ -81,7 +81,9 @@ class AdversarialSettings:
 
     ``attacks``: :data:`modgraph.attacks.ATTACKS` names; ``n``: adversarial
     examples wanted per attack, and samples per repeat of the clean reference
-    curve; ``samples``: attack -> fewer examples for slow attacks; ``pool``:
+    curve; ``samples``: attack -> fewer examples for slow attacks; ``batches``:
+    attack -> batch size (default: the attack's, capped at its number of
+    examples; JSMA's pair search is cheapest one image at a time); ``pool``:
     test images offered per wanted example (``pool * n`` candidates, at most
     the whole test split); ``overrides``: attack -> {parameter: value}
     (everything else keeps AdverTorch's defaults); ``k``, ``similarity``,
@@ -94,6 +96,7 @@ class AdversarialSettings:
     attacks: tuple[str, ...] = ("fgsm", "pgd", "jsma", "cw", "onepixel", "localsearch")
     n: int = 500
     samples: Mapping[str, int] = field(default_factory=dict)
+    batches: Mapping[str, int] = field(default_factory=dict)
     pool: int = 4
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     k: int = 3
@@ -115,6 +118,8 @@ class AdversarialSettings:
             raise ValueError(f"k must be smaller than n, got k={self.k}, n={self.n}")
         samples = {a: _positive_int(f"samples[{a!r}]", v) for a, v in self._per_attack("samples").items()}
         object.__setattr__(self, "samples", samples)
+        batches = {a: _positive_int(f"batches[{a!r}]", v) for a, v in self._per_attack("batches").items()}
+        object.__setattr__(self, "batches", batches)
         overrides = self._per_attack("overrides")
         for name, params in overrides.items():
             if not isinstance(params, Mapping):
@@ -146,9 +151,27 @@ class AdversarialSettings:
         name = ATTACKS.get(attack).name
         return attack_params(name, self.overrides.get(name))
 
+    def params_table(self) -> pd.DataFrame:
+        """Per attack: AdverTorch class, examples wanted, batch size, parameters, and those changed from the defaults."""
+        rows = []
+        for name in self.attacks:
+            spec, params = ATTACKS.get(name), self.params(name)
+            changed = {k: v for k, v in params.items() if v != spec.params[k]}
+            rows.append({"attack": name, "AdverTorch class": spec.advertorch_class, "samples": self.n_for(name),
+                         "batch": self.batch_size(name), "parameters": _listing(params),
+                         "changed from the defaults": _listing(changed)})
+        return pd.DataFrame(rows, columns=["attack", "AdverTorch class", "samples", "batch", "parameters",
+                                           "changed from the defaults"])
+
     def batch_size(self, attack: str) -> int:
-        """The attack's default batch, capped at :meth:`n_for` so no more inputs are attacked than needed."""
-        return min(ATTACKS.get(attack).batch_size, self.n_for(attack))
+        """``batches[attack]``, else the attack's default batch; capped at :meth:`n_for` so no more inputs
+        are attacked than needed."""
+        spec = ATTACKS.get(attack)
+        return min(self.batches.get(spec.name, spec.batch_size), self.n_for(attack))
+
+
+def _listing(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items())
 
 
 def _candidates(n_test: int, wanted: int, pool: int, seed: int) -> np.ndarray:

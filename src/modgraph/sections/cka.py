@@ -13,7 +13,7 @@ sample sets. The comparison's quantities are pure functions of the two
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,8 +27,10 @@ from modgraph.claims import Claim, check
 from modgraph.curve import Curve, curve_from_features
 from modgraph.data import sample_indices
 from modgraph.features import iter_layer_features, layer_names
+from modgraph.registry import Registry
 
 if TYPE_CHECKING:
+    from modgraph.data import ArrayDataset
     from modgraph.store import ModelSpec
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "mantel_test",
     "LayerComparison",
     "compare_layers",
+    "WEIGHTS",
     "cached_comparison",
     "comparison_study",
     "summary_table",
@@ -236,9 +239,33 @@ def compare_layers(
     return LayerComparison(curve, np.mean(per_set, axis=0), info)
 
 
+def _trained_weights(spec: "ModelSpec", data: "ArrayDataset", device: str | None,
+                     progress: bool) -> tuple[nn.Module, dict[str, Any]]:
+    from modgraph import report
+    from modgraph.store import get_model
+
+    stored = get_model(spec, device=device, progress=progress)
+    return stored.model, {"weights": "trained", "test_accuracy": report.accuracy_percent(stored.metrics)}
+
+
+def _initial_weights(spec: "ModelSpec", data: "ArrayDataset", device: str | None,
+                     progress: bool) -> tuple[nn.Module, dict[str, Any]]:
+    from modgraph.sections.ablations import initial_model
+
+    return initial_model(spec, data), {"weights": "initial", "test_accuracy": None}
+
+
+WEIGHTS: Registry[Callable[["ModelSpec", "ArrayDataset", str | None, bool], tuple[nn.Module, dict[str, Any]]]] = (
+    Registry("weights"))
+"""Which weights of a spec to compare: name -> fn(spec, data, device, progress) -> (model, meta)."""
+WEIGHTS.register("trained", _trained_weights)
+WEIGHTS.register("initial", _initial_weights)
+
+
 def cached_comparison(
     spec: "ModelSpec",
     *,
+    weights: str = "trained",
     n: int = 500,
     k: int = 3,
     repeats: int = 5,
@@ -249,30 +276,31 @@ def cached_comparison(
     device: str | None = None,
     progress: bool = True,
 ) -> LayerComparison:
-    """:func:`compare_layers` of the stored model ``spec`` on its data set's test split, cached.
+    """:func:`compare_layers` of the model ``spec`` on its data set's test split, cached.
 
-    The model comes from :func:`modgraph.store.get_model` (trained on first
-    use); the result is cached under ``data/cache/cka/`` keyed by spec,
-    settings and code.
+    ``weights`` (a :data:`WEIGHTS` name): ``trained`` takes the model from
+    :func:`modgraph.store.get_model` (trained on first use), ``initial`` the
+    same network at the weights its training starts from
+    (:func:`modgraph.sections.ablations.initial_model`). The result is cached
+    under ``data/cache/cka/`` keyed by spec, weights, settings and code.
     """
     from modgraph import report
     from modgraph.data import load_dataset
-    from modgraph.store import get_model
 
-    config = {"model": spec.canonical(), "dataset": spec.dataset, "split": "test", "n": n, "k": k, "repeats": repeats,
-              "seed": seed, "similarity": similarity, "tap": tap, "debiased": debiased}
+    load_weights = WEIGHTS.get(weights)
+    config = {"model": spec.canonical(), "weights": weights.lower(), "dataset": spec.dataset, "split": "test",
+              "n": n, "k": k, "repeats": repeats, "seed": seed, "similarity": similarity, "tap": tap,
+              "debiased": debiased}
 
     def compute() -> dict:
         data = load_dataset(spec.dataset, "test", progress=progress)
-        stored = get_model(spec, device=device, progress=progress)
+        model, info = load_weights(spec, data, device, progress)
         images, labels = data.tensors()
-        meta = {"model": spec.arch, "dataset": spec.dataset, "split": "test", "spec": spec.canonical(),
-                "test_accuracy": report.accuracy_percent(stored.metrics)}
-        return compare_layers(stored.model, images, labels, n=n, k=k, repeats=repeats, seed=seed,
-                              similarity=similarity, tap=tap, debiased=debiased, device=device, meta=meta,
-                              progress=progress).to_dict()
+        meta = {"model": spec.arch, "dataset": spec.dataset, "split": "test", "spec": spec.canonical(), **info}
+        return compare_layers(model, images, labels, n=n, k=k, repeats=repeats, seed=seed, similarity=similarity,
+                              tap=tap, debiased=debiased, device=device, meta=meta, progress=progress).to_dict()
 
-    code = report.CURVE_CODE + ("modgraph.cka", "modgraph.sections.cka")
+    code = report.CURVE_CODE + ("modgraph.cka", "modgraph.sections.cka", "modgraph.sections.ablations")
     return LayerComparison.from_dict(report.cached("cka", config, compute, code=code))
 
 
@@ -288,9 +316,9 @@ def comparison_study(
     progress: bool = True,
     **settings: Any,
 ) -> dict[str, LayerComparison]:
-    """:func:`cached_comparison` of every ``arch`` trained on ``dataset`` by the store: arch -> comparison.
+    """:func:`cached_comparison` of every ``arch`` of the store trained on ``dataset``: arch -> comparison.
 
-    ``settings`` are :func:`cached_comparison`'s (``n``, ``k``, ``repeats``, ...).
+    ``settings`` are :func:`cached_comparison`'s (``weights``, ``n``, ``k``, ``repeats``, ...).
     """
     from modgraph.store import ModelSpec
 
@@ -302,9 +330,13 @@ def comparison_study(
 
 
 def summary_table(study: Mapping[str, LayerComparison]) -> pd.DataFrame:
-    """One row per model: layers, test accuracy (%), first- and last-layer Q, smallest CKA between layers."""
-    rows = [{"model": model, "layers": len(c.layers), "test accuracy (%)": c.meta.get("test_accuracy"),
-             "Q first layer": c.curve.mean[0], "Q last layer": c.curve.mean[-1],
-             "smallest CKA between layers": float(c.cka.min())} for model, c in study.items()]
-    columns = ["model", "layers", "test accuracy (%)", "Q first layer", "Q last layer", "smallest CKA between layers"]
+    """One row per entry of ``study``: weights, layers, test accuracy (%), first- and last-layer Q, smallest
+    CKA between layers, and the agreement of the two difference matrices."""
+    rows = [{"model": model, "weights": c.meta.get("weights"), "layers": len(c.layers),
+             "test accuracy (%)": c.meta.get("test_accuracy"), "Q first layer": c.curve.mean[0],
+             "Q last layer": c.curve.mean[-1], "smallest CKA between layers": float(c.cka.min()),
+             "Spearman rho(|Q_i - Q_j|, 1 - CKA)": c.agreement() if len(c.layers) >= 3 else None}
+            for model, c in study.items()]
+    columns = ["model", "weights", "layers", "test accuracy (%)", "Q first layer", "Q last layer",
+               "smallest CKA between layers", "Spearman rho(|Q_i - Q_j|, 1 - CKA)"]
     return pd.DataFrame(rows, columns=columns)

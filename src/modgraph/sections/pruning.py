@@ -45,6 +45,7 @@ __all__ = [
     "PAPER_FIG10",
     "PAPER_FIG10_POINTS",
     "PAPER_TABLE1",
+    "PAPER_TABLE1_MODEL",
     "ACCURACY_MARGIN",
     "PruneSettings",
     "removed_layers",
@@ -87,11 +88,15 @@ PAPER_TABLE1: tuple[dict[str, Any], ...] = (
 )
 """Rows of the paper's Table 1 (ResNet56 on CIFAR-10), quoted; DBP-0.5 has no parameter count there."""
 
+PAPER_TABLE1_MODEL = ("resnet56", "cifar10")
+"""The architecture and data set of the paper's Table 1."""
+
 ACCURACY_MARGIN = 1.0
 """Largest |accuracy change| (percentage points) from the parent that counts as "accuracy is kept"."""
 
 _PROBE_WIDTH = 1 / 64
 """Width of the throw-away models that check a variant's layers against its parent's (one channel per 64)."""
+
 
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -136,6 +141,8 @@ class PruneSettings:
             _positive_int(self.epochs, "epochs")
         for name in ("n", "k", "repeats"):
             _positive_int(getattr(self, name), name)
+        if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not self.width > 0:
+            raise ValueError(f"width must be a number > 0, got {self.width!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
         threshold = self.threshold
@@ -149,10 +156,11 @@ class PruneSettings:
         return ModelSpec(arch, dataset, recipe=self.recipe, epochs=self.epochs, seed=self.seed, width=self.width)
 
     def variant_spec(self, parent: "ModelSpec", variant: str) -> "ModelSpec":
-        """The store spec of ``variant`` fine-tuned from the trained ``parent`` (``ValueError`` unless a variant of it)."""
-        removed_layers(parent.arch, variant)
+        """The store spec of ``variant`` fine-tuned from the trained ``parent``; ``ValueError`` unless it is a
+        variant of it (:func:`removed_layers`)."""
         from modgraph.store import ModelSpec
 
+        removed_layers(parent.arch, variant)
         return ModelSpec(variant, parent.dataset, recipe=self.recipe, epochs=self.finetune_epochs, seed=self.seed,
                          width=parent.width, parent=parent, init="transfer")
 
@@ -291,7 +299,7 @@ class FamilyStudy:
             check(f"{scope}: the plateau shrinks as layers are removed",
                   f"Spearman rho over {len(table)} model(s) of (removed layers, plateau layers at dQ < "
                   f"{self.threshold:g})", trend, "<", 0.0, source=source, reason=reason),
-            check(f"{scope}: removing the plateau's layers keeps the accuracy",
+            check(f"{scope}: the variants, fine-tuned from the parent, keep its accuracy",
                   f"largest |test accuracy change| of {changes.size} fine-tuned variant(s) from the parent (pp)",
                   worst, "<", ACCURACY_MARGIN, source=source,
                   reason="no variant was measured" if not changes.size else "an accuracy is not recorded"),
@@ -415,7 +423,8 @@ def delta_q_points(studies: VariantStudies) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["data set", "model", "Delta-Q", "accuracy drop (%)", "source"])
 
 
-def drop_claims(points: pd.DataFrame, datasets: Sequence[str], *, missing: Mapping[str, str], source: str) -> list[Claim]:
+def drop_claims(points: pd.DataFrame, datasets: Sequence[str], *, missing: Mapping[str, str],
+                source: str) -> list[Claim]:
     """"The accuracy drop grows with Delta-Q": per data set, Pearson r of the measured points > 0."""
     out = []
     for ds in datasets:
@@ -473,6 +482,9 @@ class PruneResult:
     def _repr_markdown_(self) -> str:
         lines = [f"{len(self.verdicts)} redundant layer(s) in the curve of {self.arch} on {self.dataset} "
                  f"(rise in Q below {self.threshold:g}); {len(self.removed)} removed:", ""]
+        if (self.arch, self.dataset) != PAPER_TABLE1_MODEL:
+            lines = [f"**Not the paper's setting:** its Table 1 prunes {' on '.join(PAPER_TABLE1_MODEL)}; "
+                     f"this profile prunes {self.arch} on {self.dataset}.", "", *lines]
         lines += [f"- `{v.layer}`: {v.reason}" + (f" -- **kept**: {self.refused[v.layer]}"
                                                    if v.layer in self.refused else "") for v in self.verdicts]
         return "\n".join(lines)
@@ -511,8 +523,8 @@ class PruneResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record of the pruning."""
         return {"arch": self.arch, "dataset": self.dataset, "threshold": self.threshold,
-                "curve": self.curve.to_dict(), "verdicts": [asdict(v) for v in self.verdicts], "removed": list(self.removed),
-                "refused": dict(self.refused), "parent_accuracy": self.parent_accuracy,
+                "curve": self.curve.to_dict(), "verdicts": [asdict(v) for v in self.verdicts],
+                "removed": list(self.removed), "refused": dict(self.refused), "parent_accuracy": self.parent_accuracy,
                 "pruned_accuracy": self.pruned_accuracy, "before": self.before.to_dict(),
                 "after": self.after.to_dict(), "reduction": self.reduction}
 
