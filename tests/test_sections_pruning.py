@@ -130,7 +130,9 @@ def test_family_table_and_claims():
     assert plateau.holds and plateau.value == pytest.approx(-1.0)
     assert accuracy.holds and accuracy.value == pytest.approx(0.5)
     plateau, accuracy = family(accuracies=(90.0, 91.5, 89.0), shrinking=False).claims(source="Fig. 9")
-    assert not plateau.holds and not accuracy.holds and accuracy.value == pytest.approx(1.5)
+    assert not plateau.holds and not accuracy.holds and accuracy.value == pytest.approx(1.0)
+    _, gained = family(accuracies=(90.0, 93.0, 89.9)).claims(source="Fig. 9")
+    assert gained.holds and gained.value == pytest.approx(0.1)
     lonely = FamilyStudy("vgg11", "cifar10", {"vgg11": family().curves["vgg11"]}, {}, 0.01)
     plateau, accuracy = lonely.claims(source="Fig. 9")
     assert not plateau.holds and "at least 2 variants" in plateau.reason
