@@ -10,6 +10,7 @@ time is the best of at least ``--repeats`` runs (more for fast cases). Prints a 
     python benchmarks/graph_speed.py                       # the default grid
     python benchmarks/graph_speed.py --n 500 2000 --d 65536 --reference-max-n 2000
     python benchmarks/graph_speed.py --memory 10000 65536  # peak extra memory of one layer
+    python benchmarks/graph_speed.py --device cuda         # modgraph and the product on the GPU
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from threadpoolctl import threadpool_limits
 
 from modgraph import provenance
 from modgraph.graph import knn_modularity
+from modgraph.train import resolve_device
 
 CLASSES = 10
 
@@ -77,11 +79,19 @@ def best_of(repeats: int, fn: Callable[[], object], clock: Callable[[], float],
     return min(times), result
 
 
-def run_case(n: int, d: int, k: int, repeats: int, reference: bool, clock: Callable[[], float]) -> dict[str, float]:
-    """Times (s) of modgraph, the reference (NaN when skipped) and the bare product for one (n, d)."""
+def run_case(n: int, d: int, k: int, repeats: int, reference: bool, clock: Callable[[], float],
+             device: torch.device) -> dict[str, float]:
+    """Times (s) of modgraph and the bare product on ``device``, and of the reference (NaN when skipped)."""
     X, labels = features(n, d)
-    t_mod, q_mod = best_of(repeats, lambda: knn_modularity(X, labels, k=k), clock)
-    t_bare, _ = best_of(repeats, lambda: X @ X.T, clock)
+    X_dev = X.to(device)
+
+    def bare() -> None:
+        X_dev @ X_dev.T
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    t_mod, q_mod = best_of(repeats, lambda: knn_modularity(X_dev, labels, k=k), clock)
+    t_bare, _ = best_of(repeats, bare, clock)
     t_ref, q_ref = (np.nan, np.nan)
     if reference:
         t_ref, q_ref = best_of(repeats, lambda: reference_modularity(X.numpy(), labels, k), clock)
@@ -113,14 +123,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-max-n", type=int, default=5000, help="skip the (slow) reference above this N")
     parser.add_argument("--max-elements", type=float, default=2000 * 65536,
                         help="skip cases with N * D above this (memory and time)")
+    parser.add_argument("--device", default="cpu",
+                        help="where modgraph and the bare product run (cpu, cuda, cuda:N); the reference runs on the CPU")
     parser.add_argument("--memory", type=int, nargs=2, metavar=("N", "D"),
                         help="only measure the peak extra memory of one layer of N x D features")
     args = parser.parse_args(argv)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as err:
+        parser.error(str(err))
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads, user_api="blas")
     hw = provenance.hardware()
+    where = hw.get("gpu") if device.type == "cuda" else None
     print(f"<!-- {provenance.code_version()}; {hw['cpu']}, {hw['cpu_count']} CPUs, torch {hw['torch']} "
-          f"with {hw['torch_threads']} threads, k={args.k}, {args.clock} time, best of >= {args.repeats} runs -->")
+          f"with {hw['torch_threads']} threads, {f'modgraph on {where}, ' if where else ''}k={args.k}, "
+          f"{args.clock} time, best of >= {args.repeats} runs -->")
     if args.memory:
         queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
         child = multiprocessing.get_context("spawn").Process(
@@ -138,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.n:
             if n * d > args.max_elements:
                 continue
-            r = run_case(n, d, args.k, args.repeats, reference=n <= args.reference_max_n, clock=CLOCKS[args.clock])
+            r = run_case(n, d, args.k, args.repeats, reference=n <= args.reference_max_n, clock=CLOCKS[args.clock],
+                         device=device)
             ref = "skipped" if np.isnan(r["ref"]) else f"{1e3 * r['ref']:.1f}"
             speedup = "" if np.isnan(r["ref"]) else f"{r['ref'] / r['mod']:.0f}x"
             dq = "" if np.isnan(r["dq"]) else f"{r['dq']:.1e}"
