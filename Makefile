@@ -8,8 +8,10 @@ NB ?=
 P ?=
 FORCE ?=
 BOOK_FLAGS := $(if $(filter 1 yes true,$(FORCE)),--force)
+# A team copy of CIFAR-10 (one folder per class, JPEG), unpacked into data/ when data/cifar10 is absent.
+SHARED_CIFAR10 ?= ../shared/datasets/cifar10-jpeg.tar.gz
 
-.PHONY: setup test book figure clean clean-models help
+.PHONY: setup shared-data test book figure clean clean-models help
 
 help:
 	@echo "make book [PROFILE=smoke|quick|fast|paper]   execute changed notebooks, build the book"
@@ -27,14 +29,19 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 --display-name "Python 3 (modgraph)"
 	touch $@
 
-test: setup
+shared-data:
+	@if [ -f "$(SHARED_CIFAR10)" ] && [ ! -d data/cifar10 ]; then \
+		echo "unpacking $(SHARED_CIFAR10) into data/"; mkdir -p data && tmp=$$(mktemp -d data/.unpack.XXXXXX) && \
+		tar -xzf "$(SHARED_CIFAR10)" -C $$tmp && mv $$tmp/cifar10 data/cifar10 && rm -rf $$tmp; fi
+
+test: setup shared-data
 	$(BIN)/python -m pytest -q
 	$(BIN)/python -m modgraph.book build --profile smoke
 
-book: setup
+book: setup shared-data
 	$(BIN)/python -m modgraph.book build --profile $(PROFILE) $(BOOK_FLAGS)
 
-figure: setup
+figure: setup shared-data
 	@test -n "$(NB)" || { echo "usage: make figure NB=<notebook> [P='-p name value ...'] [PROFILE=...]"; exit 2; }
 	$(BIN)/python -m modgraph.book figure $(NB) --profile $(PROFILE) $(BOOK_FLAGS) $(P)
 
