@@ -402,17 +402,29 @@ def model_curves(
     repeats: int = 5,
     similarity: str = "cosine",
     tap: str = "block",
+    snapshots: Mapping[str, int] | None = None,
     device: str | None = None,
     progress: bool = True,
 ) -> CurveStudy:
     """Cached curves (:func:`cached_curve`) of every ``arch`` trained by the store on every data set.
 
+    ``snapshots``: arch -> last epoch ``E``; when the store trains that model
+    here it keeps the snapshots of epochs ``0..E`` as well, so that a later
+    request for them (Fig. 6(b)) reuses this run instead of training again.
     A data set whose files are absent is skipped with the loader's message in
     :attr:`CurveStudy.missing`; any other error propagates.
     """
     from modgraph.data import DatasetNotFoundError, load_dataset
     from modgraph.store import ModelSpec
 
+    snapshots = dict(snapshots or {})
+    unknown = sorted(set(snapshots) - set(archs))
+    if unknown:
+        raise ValueError(f"snapshots names {', '.join(map(repr, unknown))}, not among the archs; "
+                         f"valid: {', '.join(archs)}")
+    for arch, last in snapshots.items():
+        if isinstance(last, bool) or not isinstance(last, int) or last < 0:
+            raise ValueError(f"snapshots[{arch!r}] must be the last snapshot epoch, an int >= 0, got {last!r}")
     curves: dict[str, dict[str, Curve]] = {}
     missing: dict[str, str] = {}
     jobs = [(ds, arch) for ds in datasets for arch in archs]
@@ -424,7 +436,8 @@ def model_curves(
         except DatasetNotFoundError as err:
             missing[ds] = str(err)
             continue
-        spec = ModelSpec(arch, ds, recipe=recipe, epochs=epochs, seed=seed, width=width)
+        spec = ModelSpec(arch, ds, recipe=recipe, epochs=epochs, seed=seed, width=width,
+                         snapshot_epochs=range(snapshots.get(arch, -1) + 1))
         curves.setdefault(ds, {})[arch] = cached_curve(spec, n=n, k=k, repeats=repeats, seed=seed,
                                                        similarity=similarity, tap=tap, device=device,
                                                        progress=progress)
