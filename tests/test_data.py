@@ -156,8 +156,8 @@ def test_missing_cifar_says_where_to_put_files(home):
 def test_real_cifar10():
     if not (paths.datasets_dir() / "cifar10").is_dir():
         if os.environ.get("CI"):
-            pytest.fail("data/cifar10 is missing in CI: .ci/run extracts it from ../shared/datasets")
-        pytest.skip("data/cifar10 not extracted (CI extracts it from ../shared/datasets)")
+            pytest.fail("data/cifar10 is missing in CI: make test unpacks it from ../shared/datasets")
+        pytest.skip("data/cifar10 not unpacked (make test does it when ../shared/datasets has the copy)")
     test = load_dataset("cifar10", "test", progress=False)
     train = load_dataset("cifar10", "train", progress=False)
     assert (len(train), len(test)) == (50000, 10000)
