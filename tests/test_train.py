@@ -10,11 +10,15 @@ import torch
 from torch import nn
 
 from modgraph.data import load_dataset
+from modgraph import train as train_module
 from modgraph.train import (
     RECIPES,
     RESUME_FILE,
     SCHEDULES,
+    Acceleration,
     Recipe,
+    acceleration,
+    cpu_has_native_bf16,
     evaluate,
     get_recipe,
     measure_throughput,
@@ -253,3 +257,72 @@ def test_measure_throughput():
     assert result["images_per_s"] > 0 and result["batch_size"] == 16 and result["steps"] == 2
     with pytest.raises(ValueError, match="steps must be >= 1"):
         measure_throughput(TinyNet(), RECIPE, steps=0)
+
+
+BF16 = dataclasses.replace(RECIPE, use_amp=True, channels_last=True, compile=True)
+
+
+def test_acceleration_grants_bf16_on_cpu_only_where_native():
+    cpu = torch.device("cpu")
+    native = acceleration(BF16, cpu, native_bf16=True)
+    assert native.amp and native.channels_last and not native.compile
+    assert [n for n in native.notes if n.startswith("bf16")] == []
+    emulated = acceleration(BF16, cpu, native_bf16=False)
+    assert not emulated.amp and emulated.channels_last
+    assert any("no native bf16" in n for n in emulated.notes)
+    assert any("torch.compile off" in n for n in native.notes)
+    assert acceleration(RECIPE, cpu, native_bf16=True) == Acceleration(False, False, False)
+
+
+def test_acceleration_on_cuda(monkeypatch):
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert acceleration(BF16, cuda) == Acceleration(True, True, True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    old_gpu = acceleration(BF16, cuda)
+    assert not old_gpu.amp and old_gpu.compile and "does not support bf16" in old_gpu.notes[0]
+
+
+def test_cpu_bf16_detection_agrees_with_cpuinfo():
+    try:
+        flags = open("/proc/cpuinfo").read().split()
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    assert cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
+def test_bf16_training_on_cpu_is_used_reproducible_and_evaluated_in_fp32(small, monkeypatch):
+    train, test = small
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: True)
+    runs = [TinyNet(), TinyNet()]
+    metrics = [train_model(m, train, test, BF16, seed=2, device="cpu", progress=False) for m in runs]
+    assert metrics[0]["acceleration"]["bf16_autocast"] and metrics[0]["acceleration"]["channels_last"]
+    assert _same_weights(*runs)
+    fp32 = TinyNet()
+    train_model(fp32, train, test, RECIPE, seed=2, device="cpu", progress=False)
+    assert not _same_weights(runs[0], fp32)  # autocast really changed the arithmetic
+    assert metrics[0]["final_test_acc"] == pytest.approx(evaluate(runs[0], test)[0])
+    params = list(runs[0].parameters())
+    assert all(p.dtype == torch.float32 for p in params)
+    assert all(p.is_contiguous() for p in params)  # back in the layout features are read in
+
+
+def test_bf16_request_on_a_cpu_without_it_trains_fp32_and_says_so(small, monkeypatch):
+    train, test = small
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: False)
+    model, plain = TinyNet(), TinyNet()
+    with pytest.warns(UserWarning, match="bf16 autocast off"):
+        metrics = train_model(model, train, test, dataclasses.replace(BF16, channels_last=False), seed=2,
+                              device="cpu", progress=False)
+    train_model(plain, train, test, RECIPE, seed=2, device="cpu", progress=False)
+    assert not metrics["acceleration"]["bf16_autocast"]
+    assert _same_weights(model, plain)
+
+
+def test_compile_branch_wraps_the_model(monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(model) or model)
+    model = TinyNet()
+    result = measure_throughput(model, BF16, batch_size=8, steps=1, warmup=0, device="cpu",
+                                accel=Acceleration(amp=False, channels_last=True, compile=True))
+    assert compiled == [model] and result["acceleration"]["compile"]

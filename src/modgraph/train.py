@@ -30,9 +30,15 @@ Registered recipes:
     on ``digits`` (about 80 steps); no flips, because digits are not
     mirror-symmetric.
 
-``use_amp``, ``channels_last`` and ``compile`` only act on CUDA devices; on
-CPU a run is bit-for-bit reproducible from its seed, including across a
-resume from a checkpoint.
+What a recipe's speed-ups become on a device is decided once, by
+:func:`acceleration`: bf16 autocast (``use_amp``) runs on CUDA and on CPUs
+with native bf16 arithmetic (AVX512-BF16 or AMX; without it bf16 is emulated
+and many times slower, so the run stays float32 and says so);
+``channels_last`` applies on both; ``torch.compile`` on CUDA only (it gave
+nothing on CPU). Test accuracies in the history are measured the way the
+model trains; ``final_test_acc`` is measured in float32, the precision the
+curves use. On CPU a run is bit-for-bit reproducible from its seed
+(including across a resume) on one machine; bf16 and float32 runs differ.
 """
 
 from __future__ import annotations
@@ -60,6 +66,9 @@ __all__ = [
     "RECIPES",
     "SCHEDULES",
     "get_recipe",
+    "Acceleration",
+    "acceleration",
+    "cpu_has_native_bf16",
     "resolve_device",
     "train_model",
     "evaluate",
@@ -82,7 +91,8 @@ class Recipe:
     ``multistep``; ``warmup_epochs`` (may be fractional) ramps the rate
     linearly from ~0 in every schedule. ``crop`` pads by ``pad`` pixels and
     crops back; ``flip`` mirrors half the images. ``use_amp`` (bf16 autocast),
-    ``channels_last`` and ``compile`` apply on CUDA only.
+    ``channels_last`` and ``compile`` are requests that :func:`acceleration`
+    grants per device.
     """
 
     name: str
@@ -220,6 +230,56 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), so that bf16 autocast speeds training up."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if any(probe is not None for probe in probes):
+        return any(bool(probe()) for probe in probes if probe is not None)
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """What a recipe's speed-up requests become on one device; ``notes`` say what was refused and why."""
+
+    amp: bool
+    channels_last: bool
+    compile: bool
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return {"bf16_autocast": self.amp, "channels_last": self.channels_last, "compile": self.compile,
+                "notes": list(self.notes)}
+
+
+def acceleration(recipe: Recipe, device: torch.device, *, native_bf16: bool | None = None) -> Acceleration:
+    """The speed-ups of ``recipe`` that run on ``device``.
+
+    bf16 autocast: on CUDA when the GPU supports bf16, on CPU when
+    ``native_bf16`` (default :func:`cpu_has_native_bf16`); channels-last: on
+    CUDA and CPU; ``torch.compile``: on CUDA only.
+    """
+    notes = []
+    if device.type == "cuda":
+        amp = recipe.use_amp and torch.cuda.is_bf16_supported()
+        if recipe.use_amp and not amp:
+            notes.append("bf16 autocast off: this GPU does not support bf16; training in float32")
+        return Acceleration(amp, recipe.channels_last, recipe.compile, tuple(notes))
+    native = cpu_has_native_bf16() if native_bf16 is None else native_bf16
+    amp = recipe.use_amp and native
+    if recipe.use_amp and not amp:
+        notes.append("bf16 autocast off: this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is emulated "
+                     "and slower than float32; training in float32")
+    if recipe.compile:
+        notes.append("torch.compile off: it runs on CUDA only (no gain measured on CPU)")
+    return Acceleration(amp, recipe.channels_last, False, tuple(notes))
+
+
 def snapshot_path(directory: Path, epoch: int) -> Path:
     """``<directory>/snapshots/epoch_XXX.pt``: the weights after ``epoch`` epochs (0: initialisation)."""
     return Path(directory) / "snapshots" / f"epoch_{epoch:03d}.pt"
@@ -237,16 +297,16 @@ def _uint8_tensors(data: ArrayDataset, device: torch.device) -> tuple[torch.Tens
 class _Stepper:
     """One SGD step of ``recipe`` on a uint8 batch: augmentation, autocast, loss, update."""
 
-    def __init__(self, model: nn.Module, recipe: Recipe, steps_per_epoch: int, device: torch.device) -> None:
-        cuda = device.type == "cuda"
+    def __init__(self, model: nn.Module, recipe: Recipe, steps_per_epoch: int, device: torch.device,
+                 accel: Acceleration | None = None) -> None:
         self.recipe, self.device = recipe, device
-        self.amp = recipe.use_amp and cuda
-        self.channels_last = recipe.channels_last and cuda
+        self.accel = acceleration(recipe, device) if accel is None else accel
+        self.amp, self.channels_last = self.accel.amp, self.accel.channels_last
         model.to(device)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model
-        self.net = torch.compile(model) if recipe.compile and cuda else model
+        self.net = torch.compile(model) if self.accel.compile else model
         self.optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                          weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -334,6 +394,8 @@ def train_model(model: nn.Module, train: ArrayDataset, test: ArrayDataset, recip
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     steps_per_epoch = max(1, len(train) // recipe.batch_size)
     stepper = _Stepper(model, recipe, steps_per_epoch, dev)
+    if recipe.use_amp and not stepper.amp:
+        warnings.warn(f"recipe {recipe.name!r}: " + "; ".join(stepper.accel.notes), stacklevel=2)
     meta = dict(snapshot_meta or {})
     identity = {"recipe": recipe.to_dict(), "seed": int(seed), "n_train": len(train)}
     start, history = _resume(folder, stepper, identity, snaps, dev) if folder else (0, [])
@@ -381,16 +443,23 @@ def train_model(model: nn.Module, train: ArrayDataset, test: ArrayDataset, recip
         bar.update(1)
     bar.close()
     model.eval()
-    return _summary(history, recipe, int(seed), dev)
+    summary = _summary(history, recipe, int(seed), dev, stepper.accel)
+    if stepper.channels_last:
+        model.to(memory_format=torch.contiguous_format)
+    if stepper.amp and history:
+        summary["final_test_acc"], summary["final_test_loss"] = _evaluate_uint8(
+            stepper, x_test, y_test, recipe.eval_batch_size, amp=False)
+    return summary
 
 
-def _summary(history: list[dict[str, Any]], recipe: Recipe, seed: int, device: torch.device) -> dict[str, Any]:
+def _summary(history: list[dict[str, Any]], recipe: Recipe, seed: int, device: torch.device,
+             accel: Acceleration) -> dict[str, Any]:
     train_s = sum(h["train_s"] for h in history)
     images = sum(h["images_per_s"] * h["train_s"] for h in history)
     done = history[-1]["epoch"] if history else 0
     return {
-        "recipe": recipe.to_dict(), "seed": seed, "device": str(device), "epochs_completed": done,
-        "finished": done == recipe.epochs, "history": history,
+        "recipe": recipe.to_dict(), "seed": seed, "device": str(device), "acceleration": accel.to_dict(),
+        "epochs_completed": done, "finished": done == recipe.epochs, "history": history,
         "final_test_acc": history[-1]["test_acc"] if history else None,
         "final_test_loss": history[-1]["test_loss"] if history else None,
         "wall_time_s": sum(h["epoch_s"] for h in history), "train_time_s": train_s,
@@ -432,14 +501,17 @@ def _save_snapshot(folder: Path, epoch: int, model: nn.Module, meta: dict[str, A
 
 
 @torch.no_grad()
-def _evaluate_uint8(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+def _evaluate_uint8(stepper: _Stepper, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                    amp: bool | None = None) -> tuple[float, float]:
+    """Accuracy and mean loss on uint8 ``x``; ``amp`` (default: as the stepper trains) enables bf16 autocast."""
+    amp = stepper.amp if amp is None else amp
     was_training = stepper.model.training
     stepper.model.eval()
     loss = torch.zeros((), device=x.device, dtype=torch.float64)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
     for start in range(0, x.shape[0], batch_size):
         xb, yb = stepper.layout(x[start:start + batch_size].float().div_(255.0)), y[start:start + batch_size]
-        with torch.autocast(stepper.device.type, dtype=torch.bfloat16, enabled=stepper.amp):
+        with torch.autocast(stepper.device.type, dtype=torch.bfloat16, enabled=amp):
             out = stepper.net(xb)
         loss += F.cross_entropy(out.float(), yb, reduction="sum").double()
         correct += (out.argmax(1) == yb).sum()
@@ -481,12 +553,15 @@ def evaluate(model: nn.Module, data: ArrayDataset | tuple[torch.Tensor, torch.Te
 
 def measure_throughput(model: nn.Module, recipe: Recipe, *, image_size: tuple[int, int] = (32, 32),
                        num_classes: int = 10, batch_size: int | None = None, steps: int = 20, warmup: int = 3,
-                       device: str | torch.device | None = None, seed: int = 0) -> dict[str, float]:
+                       device: str | torch.device | None = None, seed: int = 0,
+                       accel: Acceleration | None = None) -> dict[str, Any]:
     """Training images/s of ``recipe``'s step (augmentation included) on random uint8 images.
 
     Updates ``model`` in place. ``warmup`` untimed steps come first (they
-    absorb ``torch.compile`` and cuDNN autotuning). Returns ``images_per_s``,
-    ``seconds``, ``steps`` and ``batch_size``.
+    absorb ``torch.compile`` and cuDNN autotuning). ``accel`` overrides what
+    :func:`acceleration` grants (to time fp32 against bf16 on one device).
+    Returns ``images_per_s``, ``seconds``, ``steps``, ``batch_size`` and
+    ``acceleration``.
     """
     if steps < 1 or warmup < 0:
         raise ValueError(f"steps must be >= 1 and warmup >= 0, got {steps}, {warmup}")
@@ -495,7 +570,7 @@ def measure_throughput(model: nn.Module, recipe: Recipe, *, image_size: tuple[in
     generator = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 256, (bs, 3, *image_size), generator=generator, dtype=torch.uint8).to(dev)
     y = torch.randint(0, num_classes, (bs,), generator=generator).to(dev)
-    stepper = _Stepper(model, recipe, max(1, steps + warmup), dev)
+    stepper = _Stepper(model, recipe, max(1, steps + warmup), dev, accel)
     model.train()
     for _ in range(warmup):
         stepper.step(x, y, generator)
@@ -506,4 +581,5 @@ def measure_throughput(model: nn.Module, recipe: Recipe, *, image_size: tuple[in
     _sync(dev)
     seconds = time.perf_counter() - t0
     model.eval()
-    return {"images_per_s": bs * steps / seconds, "seconds": seconds, "steps": steps, "batch_size": bs}
+    return {"images_per_s": bs * steps / seconds, "seconds": seconds, "steps": steps, "batch_size": bs,
+            "acceleration": stepper.accel.to_dict()}
