@@ -40,7 +40,8 @@ LAYER_COUNTS = {
     "resnet20": 10, "resnet32": 16, "resnet44": 22, "resnet56": 28, "resnet110": 55,
     **{f"vgg19_{n}": 16 - n for n in range(1, 7)},
     **{f"vgg11_{n}": 8 - n for n in range(1, 4)},
-    **{f"resnet152_{n}": 51 - n for n in range(5, 31, 5)},
+    **{f"resnet152_{n}": 51 - n for n in (5, 11, 16, 21, 26, 30)},
+    "resnet56_authors_cifar10": 12, "resnet56_authors_cifar100": 17,
     **{f"tv_resnet{d}": c for d, c in ((18, 9), (34, 17), (50, 17), (101, 34), (152, 51))},
     **{f"tv_vgg{d}_bn": c for d, c in ((11, 8), (13, 10), (16, 13), (19, 16))},
 }
@@ -228,7 +229,7 @@ def test_vgg_remove_last_units_is_repeated_single_removal_and_refuses_to_empty_a
 @pytest.mark.parametrize("child,parent,config", [
     ("vgg19_4", "vgg19", {"stages": vgg_remove_last_units(VGG_STAGES["vgg19"], 4)}),
     ("vgg11_3", "vgg11", {"stages": vgg_remove_last_units(VGG_STAGES["vgg11"], 3)}),
-    ("resnet152_15", "resnet152", {"depths": (3, 8, 21, 3)}),
+    ("resnet152_16", "resnet152", {"depths": (3, 8, 20, 3)}),
 ])
 def test_depth_variants_are_configurations_sharing_layer_names(child, parent, config):
     assert model_config(child) == model_config(parent, **config)
@@ -326,3 +327,19 @@ def test_torchvision_weights_load_from_a_local_file(tmp_path):
     garbage.write_text("not a state dict")
     with pytest.raises(ValueError, match="cannot read weights file"):
         create_model("tv_resnet18", weights=garbage)
+
+
+def test_the_papers_resnet152_variant_names():
+    variants = sorted((n for n in list_models() if n.startswith("resnet152_")), key=lambda n: int(n.split("_")[1]))
+    assert variants == [f"resnet152_{n}" for n in (5, 11, 16, 21, 26, 30)]
+    assert [model_config(v).depths[2] for v in variants] == [31, 25, 20, 15, 10, 6]  # Table B3's blocks kept
+
+
+@pytest.mark.parametrize("name,num_classes,params", [
+    ("resnet56", 10, 853_018),  # He et al.'s 0.85M
+    ("resnet56_authors_cifar10", 10, 487_002),  # keeps (2, 3, 6) blocks: 42.9 % fewer (the paper: 43.00 %)
+    ("resnet56_authors_cifar100", 100, 765_812),  # keeps (1, 6, 9)
+])
+def test_authors_pruned_resnet56_parameter_counts(name, num_classes, params):
+    model = create_model(name, num_classes=num_classes)
+    assert sum(p.numel() for p in model.parameters()) == params

@@ -201,9 +201,15 @@ def test_accuracy_table_marks_quoted_values():
     from modgraph.curve import Curve
 
     c = Curve(("a", "b"), [[0.1, 0.2]], {"test_accuracy": 93.1})
-    table = report.CurveStudy(("cifar10",), {"cifar10": {"resnet18": c, "vgg11": c}}).accuracy_table()
-    assert table["paper (%)"].iloc[0] == 94.78 and table["paper source"].iloc[0] == "quoted in the paper's text"
-    assert math.isnan(table["paper (%)"].iloc[1]) and table["paper source"].iloc[1] == ""
+    table = report.CurveStudy(("cifar10",), {"cifar10": {"resnet18": c, "resnet20": c}}).accuracy_table()
+    rows = {(r["data set"], r["model"]): r for r in table.to_dict(orient="records")}
+    assert len(rows) == 3 * 9 + 1  # all of Table B2, and the measured model it does not list
+    assert rows["cifar10", "resnet18"]["paper (%)"] == 94.78 and rows["cifar10", "resnet18"]["layers"] == 2
+    assert rows["cifar10", "resnet18"]["paper source"] == "Table B2 (quoted)"
+    assert rows["cifar10", "resnet18"]["test accuracy (ours, %)"] == 93.1
+    assert math.isnan(rows["cifar10", "vgg13"]["test accuracy (ours, %)"])  # quoted, not measured
+    assert rows["cifar100", "vgg11"]["paper (%)"] == 66.87 and rows["imagenet50", "resnet152"]["paper (%)"] == 87.89
+    assert math.isnan(rows["cifar10", "resnet20"]["paper (%)"]) and rows["cifar10", "resnet20"]["paper source"] == ""
 
 
 def test_pretrained_curves_say_what_is_missing(home):

@@ -12,11 +12,15 @@ layer ``i`` is redundant when ``dQ_i < threshold``: it adds less than
 
 where ``se_i`` is the standard error of ``dQ_i`` over repeats (the standard
 deviation of the per-repeat differences over ``sqrt(repeats)``; 0 for a single
-repeat). The first layer (stem or first unit) and the last layer are never
-proposed. The default ``threshold=0.01`` is a choice, not a fitted value:
-modularity rises by a few hundredths per layer where a network still separates
-classes; deep networks with many layers rise less per layer, so look at the
-curve and pass a threshold that suits it.
+repeat). The first layer (stem or first unit) is never proposed: it has no
+layer before it to compare with. The last layer can be: the paper prunes
+"where the curve drops, reaches a plateau or grows slowly", the end of the
+curve included (its VGG19_1 loses the last unit, and the authors' released
+ResNet56 lost the last block of its third stage). The default
+``threshold=0.01`` is a choice, not a fitted value: modularity rises by a few
+hundredths per layer where a network still separates classes; deep networks
+with many layers rise less per layer, so look at the curve and pass a
+threshold that suits it (the authors' code used 0.03).
 
 :func:`prune` removes layers from a modgraph VGG (Conv-BN-ReLU units) or ResNet
 (residual blocks). Only layers whose output has the shape of their input can
@@ -123,14 +127,14 @@ def redundant_layers(
 ) -> list[LayerVerdict]:
     """The layers of ``curve`` that add less than ``threshold`` modularity (rule in the module docstring).
 
-    Never the first or the last layer. ``prunable`` restricts the answer to those
+    Never the first layer; the last one can be. ``prunable`` restricts the answer to those
     layer names (e.g. :func:`prunable_layers` of the model); a name that is not a
     layer of the curve raises ``ValueError``. Verdicts are in depth order.
     """
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     layers = list(curve.layers)
-    if len(layers) < 3:
+    if len(layers) < 2:
         return []
     dq, se = layer_steps(curve.array)
     allowed = set(layers) if prunable is None else set(prunable)
@@ -140,7 +144,7 @@ def redundant_layers(
                          f"its layers: {', '.join(layers)}")
     return [
         _verdict(layers[i], i, layers[i - 1], dq[i - 1], se[i - 1], threshold)
-        for i in range(1, len(layers) - 1)
+        for i in range(1, len(layers))
         if dq[i - 1] < threshold and layers[i] in allowed
     ]
 

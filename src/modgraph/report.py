@@ -368,17 +368,24 @@ class CurveStudy:
                                           reason=self.missing.get(ds, ""))]
 
     def accuracy_table(self) -> pd.DataFrame:
-        """Test accuracy (%) of every measured model beside the paper's quoted value where it quotes one."""
-        from modgraph.claims import quoted_accuracy
+        """Test accuracy (%) of every measured model beside the paper's Table B2 (quoted), all of it.
+
+        One row per (data set, model) that was measured or that Table B2
+        lists: ours is NaN where this run did not measure it, the paper's is
+        NaN where Table B2 has no entry (a model that is not one of its nine).
+        """
+        from modgraph.claims import PAPER_TABLE_B2, quoted_accuracy
 
         rows = []
-        for ds, curves in self.curves.items():
-            for model, curve in curves.items():
-                quoted = quoted_accuracy(ds, model)
-                rows.append({"data set": ds, "model": model, "layers": len(curve.layers),
-                             "test accuracy (ours, %)": curve.meta.get("test_accuracy"),
+        for ds in dict.fromkeys([*self.curves, *PAPER_TABLE_B2]):
+            measured = self.curves.get(ds, {})
+            for model in dict.fromkeys([*PAPER_TABLE_B2.get(ds, {}), *measured]):
+                curve, quoted = measured.get(model), quoted_accuracy(ds, model)
+                rows.append({"data set": ds, "model": model,
+                             "layers": len(curve.layers) if curve is not None else None,
+                             "test accuracy (ours, %)": curve.meta.get("test_accuracy") if curve else float("nan"),
                              "paper (%)": float("nan") if quoted is None else quoted,
-                             "paper source": "quoted in the paper's text" if quoted is not None else ""})
+                             "paper source": "Table B2 (quoted)" if quoted is not None else ""})
         columns = ["data set", "model", "layers", "test accuracy (ours, %)", "paper (%)", "paper source"]
         return pd.DataFrame(rows, columns=columns)
 

@@ -16,7 +16,7 @@ from modgraph.prune import DEFAULT_THRESHOLD
 DESCRIPTION = """\
 Suggest layers to prune from a modularity curve: a layer is redundant when it
 adds less than --threshold modularity over the layer before it (a drop, a
-plateau or slow growth; never the first or the last layer). The curve is read
+plateau or slow growth; never the first layer, the last one included). The curve is read
 from --curve (JSON written by `python -m modgraph curve`) or computed from the
 model (--checkpoint, or the model store without either). Prints each
 suggestion with its explanation, which of them can be removed (layers that keep

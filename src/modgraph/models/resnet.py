@@ -4,7 +4,8 @@
 This module registers the ImageNet-style ResNet18/34/50/101/152 adapted to
 CIFAR (3x3 stem conv-BN-ReLU with 64 channels and no max-pool, four stages of
 BasicBlocks or Bottlenecks, projection shortcuts, global average pool, fc) and
-the shortened ``resnet152_5`` .. ``resnet152_30`` (depths ``(3, 8, 36 - n, 3)``).
+the paper's shortened ``resnet152_n`` of Fig. 9 / Table B3 (``n`` in 5, 11, 16, 21,
+26, 30: the last ``n`` blocks of the third stage removed, depths ``(3, 8, 36 - n, 3)``).
 He et al.'s CIFAR ResNets live in :mod:`modgraph.models.resnet_cifar` as
 configurations of the same class.
 
@@ -187,6 +188,8 @@ CONFIGS: dict[str, ResNetConfig] = {
     "resnet101": ResNetConfig("bottleneck", (3, 4, 23, 3)),
     "resnet152": RESNET152,
 }
+RESNET152_REMOVED = (5, 11, 16, 21, 26, 30)
+"""Blocks removed from the third stage in the paper's ResNet152 variants (Table B3: 31, 25, 20, 15, 10, 6 kept)."""
 CONFIGS.update({
-    f"resnet152_{n}": replace(RESNET152, depths=(3, 8, RESNET152.depths[2] - n, 3)) for n in range(5, 31, 5)
+    f"resnet152_{n}": replace(RESNET152, depths=(3, 8, RESNET152.depths[2] - n, 3)) for n in RESNET152_REMOVED
 })

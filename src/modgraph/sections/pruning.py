@@ -34,6 +34,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from modgraph.claims import Claim, check
+from modgraph.models.resnet import RESNET152_REMOVED
 
 if TYPE_CHECKING:
     from modgraph.curve import Curve
@@ -65,7 +66,7 @@ __all__ = [
 
 PAPER_FIG9: dict[str, tuple[str, ...]] = {
     "vgg19": tuple(f"vgg19_{n}" for n in range(1, 7)),
-    "resnet152": tuple(f"resnet152_{n}" for n in range(5, 31, 5)),
+    "resnet152": tuple(f"resnet152_{n}" for n in RESNET152_REMOVED),
 }
 """The families of the paper's Fig. 9 (CIFAR-10): parent -> its variants."""
 
