@@ -12,7 +12,7 @@ import torch
 
 from modgraph.curve import Curve
 from modgraph.models import create_model
-from modgraph.prune import complexity, prunable_layers, prune
+from modgraph.prune import complexity, prunable_layers, prune, reduction
 from modgraph.sections import pruning as pr
 from modgraph.sections.pruning import FamilyStudy, PruneSettings, VariantStudies
 from modgraph.store import INITIALISERS, ModelSpec
@@ -215,3 +215,19 @@ def test_prune_by_curve_removes_the_redundant_layers_and_counts_the_savings(home
     assert nothing.removed == () and nothing.pruned_accuracy is None and nothing.reduction["flops_pct"] == 0.0
     saves, keeps = nothing.claims(source="Table 1")
     assert not saves.holds and not keeps.holds and keeps.reason == "no layer was removed"
+    assert result.authors == {}  # the authors released no pruned model for digits
+    with_authors = replace(result, dataset="cifar10", authors=pr.authors_complexity("cifar10", 10, (1, 3, 32, 32)))
+    row = with_authors.table().iloc[2]
+    assert row["method"].startswith("resnet56_authors_cifar10") and "(2, 3, 6) of resnet56's (9, 9, 9)" in row["method"]
+    assert row["parameters"] == 487_002 and math.isnan(row["accuracy (%)"])
+
+
+def test_authors_released_architecture_reproduces_the_papers_table1_reductions():
+    full, pruned = pr.authors_complexity("cifar10", 10, (1, 3, 32, 32)).values()
+    saved = reduction(full, pruned)
+    quoted = pr.PAPER_TABLE1[0]
+    assert saved["params_pct"] == pytest.approx(quoted["parameters reduction (%)"], abs=0.1)  # 42.91 vs 43.00
+    assert saved["macs_pct"] == pytest.approx(quoted["FLOPs reduction (%)"], abs=0.1)  # 60.26 vs 60.30
+    c100 = pr.authors_complexity("cifar100", 100, (1, 3, 32, 32))
+    assert list(c100) == ["resnet56", "resnet56_authors_cifar100"]
+    assert pr.authors_complexity("digits", 10, (1, 3, 8, 8)) == {}

@@ -47,6 +47,8 @@ __all__ = [
     "PAPER_FIG10_POINTS",
     "PAPER_TABLE1",
     "PAPER_TABLE1_MODEL",
+    "AUTHORS_TABLE1_ARCHS",
+    "AUTHORS_THRESHOLD",
     "ACCURACY_MARGIN",
     "PruneSettings",
     "removed_layers",
@@ -62,6 +64,7 @@ __all__ = [
     "pruned_spec",
     "PruneResult",
     "prune_by_curve",
+    "authors_complexity",
 ]
 
 PAPER_FIG9: dict[str, tuple[str, ...]] = {
@@ -91,6 +94,12 @@ PAPER_TABLE1: tuple[dict[str, Any], ...] = (
 
 PAPER_TABLE1_MODEL = ("resnet56", "cifar10")
 """The architecture and data set of the paper's Table 1."""
+
+AUTHORS_TABLE1_ARCHS: dict[str, str] = {"cifar10": "resnet56_authors_cifar10", "cifar100": "resnet56_authors_cifar100"}
+"""The pruned ResNet56 architectures the authors released, per data set (registered models)."""
+
+AUTHORS_THRESHOLD = 0.03
+"""The threshold on the rise of Q that the authors' released pruning code states."""
 
 ACCURACY_MARGIN = 1.0
 """Largest accuracy drop (percentage points) from the parent that counts as "accuracy is kept"; gains
@@ -460,6 +469,9 @@ class PruneResult:
     ``curve``: the parent's; ``verdicts``: its redundant layers; ``removed``:
     those pruned (block-tap names); ``refused``: layer -> why it stayed;
     accuracies in %; ``pruned_accuracy`` is ``None`` when nothing was removed.
+    ``authors``: for a data set with an :data:`AUTHORS_TABLE1_ARCHS` entry,
+    the complexity of ``resnet56`` and of the authors' released pruned
+    architecture for it (thop, measured; not trained here).
     """
 
     arch: str
@@ -473,6 +485,7 @@ class PruneResult:
     pruned_accuracy: float | None
     before: "Complexity"
     after: "Complexity"
+    authors: dict[str, "Complexity"] = field(default_factory=dict)
 
     @property
     def reduction(self) -> dict[str, float]:
@@ -493,7 +506,10 @@ class PruneResult:
         return "\n".join(lines)
 
     def table(self) -> pd.DataFrame:
-        """Our unpruned and pruned model beside the paper's Table 1 rows (quoted, marked so)."""
+        """Our unpruned and pruned model, the authors' released architecture, the paper's Table 1 rows (quoted)."""
+        from modgraph.models import model_config
+        from modgraph.prune import reduction
+
         saved = self.reduction
         ours = [
             {"method": f"{self.arch} unpruned (ours)", "accuracy (%)": self.parent_accuracy,
@@ -504,6 +520,15 @@ class PruneResult:
              "parameters reduction (%)": saved["params_pct"], "FLOPs reduction (%)": saved["flops_pct"],
              "source": "measured"},
         ]
+        if self.authors:
+            (full_name, full), (name, pruned) = self.authors.items()
+            saved_by_authors = reduction(full, pruned)
+            ours.append({"method": f"{name}: the authors' released architecture, blocks "
+                                   f"{model_config(name).depths} of {full_name}'s {model_config(full_name).depths}",
+                         "accuracy (%)": None, "parameters": pruned.params, "FLOPs": pruned.flops,
+                         "parameters reduction (%)": saved_by_authors["params_pct"],
+                         "FLOPs reduction (%)": saved_by_authors["macs_pct"],
+                         "source": f"measured by thop against {full_name} (not trained here)"})
         quoted = [{**row, "parameters": None, "FLOPs": None, "source": "paper's Table 1 (quoted)"}
                   for row in PAPER_TABLE1]
         columns = ["method", "accuracy (%)", "parameters", "FLOPs", "parameters reduction (%)",
@@ -529,7 +554,8 @@ class PruneResult:
                 "curve": self.curve.to_dict(), "verdicts": [asdict(v) for v in self.verdicts],
                 "removed": list(self.removed), "refused": dict(self.refused), "parent_accuracy": self.parent_accuracy,
                 "pruned_accuracy": self.pruned_accuracy, "before": self.before.to_dict(),
-                "after": self.after.to_dict(), "reduction": self.reduction}
+                "after": self.after.to_dict(), "reduction": self.reduction,
+                "authors": {name: c.to_dict() for name, c in self.authors.items()}}
 
 
 def prune_by_curve(parent: "ModelSpec", settings: PruneSettings, *, device: str | None = None,
@@ -554,8 +580,8 @@ def prune_by_curve(parent: "ModelSpec", settings: PruneSettings, *, device: str 
     kept, refused = select_removable(model, verdicts)
     block = dict(zip(layer_names(model, settings.tap), layer_names(model, "block")))
     removed = tuple(block[v.layer] for v in kept)
-    height, width = load_dataset(parent.dataset, "test", progress=progress).image_size
-    size = (1, 3, height, width)
+    test = load_dataset(parent.dataset, "test", progress=progress)
+    size = (1, 3, *test.image_size)
     before = complexity(model, size)
     if removed:
         pruned = get_model(pruned_spec(parent, removed, settings), device=device, progress=progress)
@@ -563,4 +589,17 @@ def prune_by_curve(parent: "ModelSpec", settings: PruneSettings, *, device: str 
     else:
         after, pruned_accuracy = before, None
     return PruneResult(parent.arch, parent.dataset, float(settings.threshold), curve, tuple(verdicts), removed,
-                       refused, report.accuracy_percent(stored.metrics), pruned_accuracy, before, after)
+                       refused, report.accuracy_percent(stored.metrics), pruned_accuracy, before, after,
+                       authors_complexity(parent.dataset, test.num_classes, size))
+
+
+def authors_complexity(dataset: str, num_classes: int, input_size: Sequence[int]) -> dict[str, "Complexity"]:
+    """``{"resnet56": ..., <authors' architecture>: ...}`` for ``dataset`` (thop), or ``{}`` when they released none."""
+    from modgraph.models import create_model
+    from modgraph.prune import complexity
+
+    name = AUTHORS_TABLE1_ARCHS.get(dataset)
+    if name is None:
+        return {}
+    return {arch: complexity(create_model(arch, num_classes=num_classes, seed=0), input_size)
+            for arch in (PAPER_TABLE1_MODEL[0], name)}
