@@ -6,18 +6,20 @@ BIN := $(VENV)/bin
 PROFILE ?= auto
 NB ?=
 P ?=
+LAB_FLAGS ?=
 FORCE ?=
 BOOK_FLAGS := $(if $(filter 1 yes true,$(FORCE)),--force)
 # A team copy of CIFAR-10 (one folder per class, JPEG), unpacked into data/ when data/cifar10 is absent.
 SHARED_CIFAR10 ?= ../shared/datasets/cifar10-jpeg.tar.gz
 
-.PHONY: setup shared-data test book figure clean clean-models help
+.PHONY: setup shared-data test book figure lab clean clean-models help
 
 help:
 	@echo "make book [PROFILE=smoke|quick|fast|paper]   execute changed notebooks, build the book"
 	@echo "          [FORCE=1]                          execute a GPU profile's stale notebooks without CUDA"
 	@echo "make figure NB=01_curves P='-p k 5'          rerun one notebook with overrides, rebuild"
 	@echo "make test                                     unit tests + the smoke book"
+	@echo "make lab                                      JupyterLab on notebooks/ with the project's kernel"
 	@echo "make setup | clean | clean-models"
 
 setup: $(VENV)/.installed
@@ -25,7 +27,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e ".[test]"
+	$(BIN)/python -m pip install -e ".[test,lab]"
 	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 --display-name "Python 3 (modgraph)"
 	touch $@
 
@@ -44,6 +46,11 @@ book: setup shared-data
 figure: setup shared-data
 	@test -n "$(NB)" || { echo "usage: make figure NB=<notebook> [P='-p name value ...'] [PROFILE=...]"; exit 2; }
 	$(BIN)/python -m modgraph.book figure $(NB) --profile $(PROFILE) $(BOOK_FLAGS) $(P)
+
+# In Jupyter a chapter runs the profile its parameters cell names (results in results/<profile>-custom/).
+lab: setup shared-data
+	@echo "JupyterLab on notebooks/ with the kernel 'Python 3 (modgraph)' of $(VENV); open the URL it prints below (Ctrl-C stops it)"
+	JUPYTER_PREFER_ENV_PATH=1 $(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_FLAGS)
 
 # Build outputs only: the committed results (and stamps) of GPU profiles stay.
 clean:

@@ -276,3 +276,96 @@ def test_cli_exit_codes_and_messages(project, fake_execute, fake_build, capsys):
     assert "needs a CUDA GPU" in capsys.readouterr().err
     assert book.main(["build", "--profile", "smoke", "--quiet"]) == 0
     assert capsys.readouterr().out.strip() == "index.html"
+
+
+def test_jupyter_parameters_load_the_profile_as_make_figure_does(project):
+    cell = {"profile": "smoke", "output": None, "x": 1, "items": [1, 2]}
+    namespace = dict(cell)
+    book.jupyter_parameters("bb_second", namespace)
+    expected = book.notebook_params(book.get_profile("smoke"), "bb_second", output="smoke-custom")
+    assert {k: namespace[k] for k in cell} == expected == {"profile": "smoke", "output": "smoke-custom", "x": 2,
+                                                           "items": [3]}
+    namespace = dict(cell)
+    book.jupyter_parameters("aa_first", namespace, items=["a"])
+    assert (namespace["x"], namespace["items"]) == (2, ["a"])
+    book.jupyter_parameters("aa_first", namespace)  # rerun alone: from the cell's values again
+    assert (namespace["output"], namespace["x"], namespace["items"]) == ("smoke-custom", 2, [1, 2])
+
+
+def test_jupyter_parameters_leave_injected_parameters_alone(project):
+    injected = {"profile": "smoke", "output": "smoke-custom", "x": 7, "items": ["a"]}
+    namespace = dict(injected)
+    book.jupyter_parameters("aa_first", namespace, x=9)
+    assert namespace == injected
+
+
+def test_jupyter_parameters_check_overrides(project):
+    namespace = {"profile": "smoke", "output": None, "x": 1, "items": []}
+    with pytest.raises(ValueError, match=r"overrides: notebook aa_first has no parameter 'k'; valid names: x, items"):
+        book.jupyter_parameters("aa_first", namespace, k=5)
+    with pytest.raises(ValueError, match="expects int"):
+        book.jupyter_parameters("aa_first", namespace, x="two")
+    with pytest.raises(ValueError, match=r"may not set \['output'\]"):
+        book.jupyter_parameters("aa_first", namespace, output="mine")
+    with pytest.raises(ValueError, match="unknown profile 'nope'"):
+        book.jupyter_parameters("aa_first", {**namespace, "profile": "nope"})
+    assert namespace["x"] == 1
+
+
+def _parameters_default(nb, name: str):
+    import ast
+
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assignment = next(s for s in ast.parse(cell.source).body if s.targets[0].id == name)
+    return ast.literal_eval(assignment.value)
+
+
+@pytest.mark.parametrize("name", book.notebook_names())
+def test_chapters_run_a_cpu_profile_in_jupyter_and_say_so(name):
+    nb = nbformat.read(str(book.paths.notebooks_dir() / f"{name}.ipynb"), as_version=4)
+    profile = _parameters_default(nb, "profile")
+    assert not book.get_profile(profile).gpu and _parameters_default(nb, "output") is None
+    top = [line for line in nb.cells[0].source.splitlines() if "In Jupyter" in line]
+    assert len(top) == 1 and f"the `{profile}` profile" in top[0] and f"`results/{profile}-custom/`" in top[0]
+    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    loader = nb.cells[index + 1]
+    assert "jupyter-parameters" in loader.metadata.get("tags", [])
+    assert f'book.jupyter_parameters("{name}", globals())' in loader.source
+    assert all(not c.outputs and c.execution_count is None for c in nb.cells if c.cell_type == "code")
+
+
+@pytest.mark.slow
+def test_chapter_run_as_in_jupyter_matches_make_figure(tmp_path, monkeypatch):
+    """00_overview (the cheapest chapter: one VGG11) executed by nbclient as shipped, nothing injected."""
+    import os
+    import shutil
+
+    import modgraph
+    from nbclient import NotebookClient
+
+    root = book.paths.root()
+    for name in ("notebooks", "params"):
+        shutil.copytree(root / name, tmp_path / name)
+    shutil.copy(root / "_toc.yml", tmp_path / "_toc.yml")
+    monkeypatch.setenv("MODGRAPH_HOME", str(tmp_path))
+    monkeypatch.setenv("JUPYTER_PREFER_ENV_PATH", "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(Path(modgraph.__file__).parents[1]),
+                                                                   os.environ.get("PYTHONPATH")])))
+    monkeypatch.setattr(book, "_execute_plan", lambda *args, **kwargs: None)  # the other pages
+    monkeypatch.setattr(book, "build_html", lambda tag, pages, progress=True: Path("index.html"))
+    results = tmp_path / "results/smoke-custom/00_overview.json"
+
+    book.run_figure("00_overview", {}, "smoke", progress=False)
+    figure = json.loads(results.read_text())
+    results.unlink()
+    nb = nbformat.read(str(tmp_path / "notebooks/00_overview.ipynb"), as_version=4)
+    NotebookClient(nb, kernel_name="python3", timeout=600,
+                   resources={"metadata": {"path": str(tmp_path / "notebooks")}}).execute()
+    jupyter = json.loads(results.read_text())
+
+    assert not (tmp_path / "results/smoke").exists()
+    assert (jupyter["profile"], jupyter["output"]) == ("smoke", "smoke-custom")
+    assert jupyter["params"]["n"] == 100 and jupyter["params"]["recipe"] == "smoke"
+    assert jupyter["records"]
+    for key in ("params", "records", "claims", "figures"):
+        assert jupyter[key] == figure[key], key

@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, MutableMapping, Sequence
 
 import yaml
 
@@ -53,6 +53,7 @@ __all__ = [
     "build_html",
     "run_book",
     "run_figure",
+    "jupyter_parameters",
     "main",
 ]
 
@@ -494,6 +495,36 @@ def run_figure(notebook: str, overrides: Mapping[str, Any], profile: str = "auto
     _say(progress, f"{notebook}: done in {seconds:.1f} s")
     pages = {n: _executed_path(tag if n == notebook else prof.name, n) for n in names}
     return build_html(tag, pages, progress=progress)
+
+
+_CELL_VALUES = "_modgraph_parameters_cell"
+"""Where :func:`jupyter_parameters` keeps the ``parameters`` cell's values in an interactive namespace."""
+
+
+def jupyter_parameters(notebook: str, namespace: MutableMapping[str, Any], **overrides: Any) -> None:
+    """In Jupyter, set ``namespace`` to the parameters ``make figure NB --profile P`` runs ``notebook`` with.
+
+    A chapter calls it right after its ``parameters`` cell with ``globals()``.
+    The book tool (papermill) injects ``profile`` and ``output`` after that
+    cell; when nothing was injected (``output`` is still ``None``), this loads
+    ``params/<profile>.yml`` for the profile the cell names, as
+    :func:`run_figure` does with no overrides, applies ``overrides`` (checked
+    like ``-p``) and sends the results to ``results/<profile>-custom/``.
+    Rerunning it alone starts again from the cell's values; under the book
+    tool it changes nothing.
+    """
+    declared = notebook_parameters(notebook)
+    if namespace.get("output") is None:
+        namespace[_CELL_VALUES] = {name: namespace[name] for name in declared if name in namespace}
+    elif _CELL_VALUES not in namespace:
+        return
+    reserved = sorted(set(overrides) & set(RESERVED))
+    if reserved:
+        raise ValueError(f"overrides may not set {reserved}: name the profile in the parameters cell")
+    _validate(notebook, overrides, declared, "overrides")
+    cell = namespace[_CELL_VALUES]
+    prof = get_profile(cell.get("profile", ""))
+    namespace.update({**cell, **notebook_params(prof, notebook, output=prof.name + CUSTOM_SUFFIX), **overrides})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
