@@ -160,11 +160,12 @@ class PruneSettings:
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
             raise ValueError(f"threshold must be a finite number, got {threshold!r}")
 
-    def parent_spec(self, arch: str, dataset: str) -> "ModelSpec":
-        """The store spec of the trained parent ``arch`` on ``dataset``."""
+    def parent_spec(self, arch: str, dataset: str, width: float | None = None) -> "ModelSpec":
+        """The store spec of the trained parent ``arch`` on ``dataset`` at ``width`` (``None``: the settings')."""
         from modgraph.store import ModelSpec
 
-        return ModelSpec(arch, dataset, recipe=self.recipe, epochs=self.epochs, seed=self.seed, width=self.width)
+        return ModelSpec(arch, dataset, recipe=self.recipe, epochs=self.epochs, seed=self.seed,
+                         width=self.width if width is None else width)
 
     def variant_spec(self, parent: "ModelSpec", variant: str) -> "ModelSpec":
         """The store spec of ``variant`` fine-tuned from the trained ``parent``; ``ValueError`` unless it is a
