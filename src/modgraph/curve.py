@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 
 from modgraph import provenance
 from modgraph.data import sample_indices
-from modgraph.features import default_device, iter_layer_features, layer_names
+from modgraph.devices import resolve_device
+from modgraph.features import iter_layer_features, layer_names
 from modgraph.graph import SIMILARITIES, graph_from_neighbours, modularity, nearest_neighbours
 
 __all__ = ["Curve", "curve_from_features", "modularity_curve", "modularity_sweep"]
@@ -218,7 +219,7 @@ def modularity_sweep(
     sets_by_n = {n: sample_indices(images.shape[0], n, repeats, seed) for n in ns}
     union = np.unique(np.concatenate([idx for sets in sets_by_n.values() for idx in sets]))
     local = {n: [np.searchsorted(union, idx) for idx in sets] for n, sets in sets_by_n.items()}
-    device = default_device() if device is None else torch.device(device)
+    device = resolve_device(device)
     n_layers = len(layer_names(model, tap))
     stream = iter_layer_features(model, images[torch.from_numpy(union)], tap=tap, batch_size=batch_size,
                                  device=device, max_bytes=max_bytes, progress=progress)
