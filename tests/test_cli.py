@@ -107,7 +107,7 @@ def test_bad_checkpoints_exit_2(checkpoint, digits, home, monkeypatch, capsys):
     wide = create_model(ARCH, num_classes=digits.num_classes, width=2 * WIDTH)
     torch.save({"state_dict": wide.state_dict()}, home / "wide.pt")
     assert _main(_args("--checkpoint", str(home / "wide.pt")), monkeypatch) == 2
-    assert "does not fit --arch vgg11 --width 0.0625 with 10 classes" in capsys.readouterr().err
+    assert "does not fit model 'vgg11' (width 0.0625, 10 classes)" in capsys.readouterr().err
     (home / "junk.pt").write_bytes(b"not a checkpoint")
     assert _main(_args("--checkpoint", str(home / "junk.pt")), monkeypatch) == 2
     assert "cannot read checkpoint" in capsys.readouterr().err
@@ -127,7 +127,7 @@ def test_store_model_is_requested_with_the_given_spec(digits, home, tmp_path, mo
         epochs: int | None = None
         seed: int = 0
 
-    def get_model(spec):
+    def get_model(spec, device=None, progress=True):
         requested.append(dataclasses.asdict(spec))
         model = create_model(ARCH, num_classes=10, width=WIDTH, mean=digits.mean, std=digits.std, seed=0)
         return types.SimpleNamespace(model=model)
