@@ -27,7 +27,7 @@ from modgraph import provenance
 from modgraph.data import sample_indices
 from modgraph.devices import resolve_device
 from modgraph.features import iter_layer_features, layer_names
-from modgraph.graph import SIMILARITIES, graph_from_neighbours, modularity, nearest_neighbours
+from modgraph.graph import SIMILARITIES, graph_from_neighbours, modularity, nearest_neighbours, warn_if_tied
 
 __all__ = ["Curve", "curve_from_features", "modularity_curve", "modularity_sweep"]
 
@@ -292,6 +292,9 @@ def _sweep_layers(
         for similarity, (n, sets) in itertools.product(similarities, sets_by_n.items()):
             lists = [nearest_neighbours(X[torch.as_tensor(idx, device=X.device)], max(ks), similarity) for idx in sets]
             for k in ks:
+                if k < max(ks):
+                    for _, sims in lists:
+                        warn_if_tied(sims, k)
                 q = [modularity(graph_from_neighbours(nb[:, :k], sims[:, :k]), labels[idx])
                      for (nb, sims), idx in zip(lists, sets)]
                 values.setdefault((similarity, n, k), []).append(q)
