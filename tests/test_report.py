@@ -97,6 +97,23 @@ def test_cached_computes_once_per_config(home):
     assert {"config", "code_version", "value"} <= set(stored)
 
 
+@pytest.mark.parametrize("corrupt", [b"{\"kind\": \"curv", b"", b"[1, 2]", b"{\"value\": 1}"])
+def test_corrupted_cache_entry_is_recomputed_with_a_warning(home, corrupt):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"q": 0.5}
+
+    report.cached("corrupt", {"k": 7}, compute)
+    path = next((home / "data/cache/corrupt").glob("*.json"))
+    path.write_bytes(corrupt)
+    with pytest.warns(UserWarning, match=f"cache entry {path} is unreadable or corrupted"):
+        assert report.cached("corrupt", {"k": 7}, compute) == {"q": 0.5}
+    assert len(calls) == 2 and report.cached("corrupt", {"k": 7}, compute) == {"q": 0.5} and len(calls) == 2
+    path.unlink()
+
+
 def test_cache_key_follows_the_source_of_the_named_code(home, tmp_path, monkeypatch):
     module = tmp_path / "fakemath_for_cache.py"
     module.write_text("Q = 1\n")

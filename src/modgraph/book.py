@@ -137,7 +137,10 @@ def notebook_names(toc: Path | None = None) -> list[str]:
             for item in node:
                 walk(item)
 
-    walk(yaml.safe_load(toc.read_text()))
+    try:
+        walk(yaml.safe_load(toc.read_text()))
+    except yaml.YAMLError as err:
+        raise ValueError(f"{toc} is not valid YAML: {err}") from None
     return names
 
 
@@ -287,7 +290,9 @@ def stale_reason(notebook: str, params: Mapping[str, Any], output: str) -> str |
         return "never executed"
     try:
         old = json.loads(path.read_text())
-    except json.JSONDecodeError:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return "stamp unreadable"
+    if not isinstance(old, dict):
         return "stamp unreadable"
     new = stamp(notebook, params)
     changed = [what for what in ("template", "params", "library") if old.get(what) != new[what]]

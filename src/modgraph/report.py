@@ -24,6 +24,7 @@ import importlib
 import json
 import re
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -251,7 +252,9 @@ def cached(kind: str, config: Mapping[str, Any], compute: Callable[[], Any], *, 
     The cache file is ``data/cache/<kind>/<key>.json`` where ``key`` hashes
     ``config`` (dataclasses become dicts) and :func:`source_hash` of the
     ``code`` modules, so editing that code invalidates the entry. The file
-    stores config, code version and value beside each other.
+    stores config, code version and value beside each other; an entry that
+    cannot be read back with the config and code hash it is filed under
+    (truncated, edited) is recomputed with a warning naming its path.
     """
     if not isinstance(kind, str) or not _NAME.match(kind):
         raise ValueError(f"cache kind must be a plain name like 'curves', got {kind!r}")
@@ -260,7 +263,14 @@ def cached(kind: str, config: Mapping[str, Any], compute: Callable[[], Any], *, 
     key = hashlib.sha256(json.dumps({"config": plain, "code": code_key}, sort_keys=True).encode()).hexdigest()[:20]
     path = paths.cache_dir() / kind / f"{key}.json"
     if path.is_file():
-        return json.loads(path.read_text())["value"]
+        try:
+            entry = json.loads(path.read_text())
+            if entry["config"] == plain and entry["code_hash"] == code_key:
+                return entry["value"]
+            problem = "its config or code hash is not the one it is filed under"
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+            problem = f"{type(err).__name__}: {err}"
+        warnings.warn(f"cache entry {path} is unreadable or corrupted ({problem}); recomputing it", stacklevel=2)
     value = _jsonable(compute(), f"cached {kind} value")
     provenance.atomic_write_json(path, {
         "kind": kind,
