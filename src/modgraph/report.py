@@ -51,6 +51,7 @@ __all__ = [
     "cached_curve",
     "accuracy_percent",
     "CurveStudy",
+    "check_snapshots",
     "model_curves",
     "pretrained_curves",
     "Embeddings",
@@ -399,6 +400,26 @@ class CurveStudy:
                 "missing": dict(self.missing), "skipped": dict(self.skipped)}
 
 
+def check_snapshots(snapshots: Mapping[str, int], *, recipe: str, epochs: int | None = None) -> dict[str, int]:
+    """``snapshots`` (arch -> last snapshot epoch) as a dict, checked: known model names, ints in ``0..E``.
+
+    ``E`` is the number of epochs of ``recipe`` stretched to ``epochs``; the
+    book checks notebook parameters with it before running anything.
+    """
+    from modgraph.models import MODELS
+    from modgraph.store import ModelSpec
+
+    if not isinstance(snapshots, Mapping):
+        raise ValueError(f"snapshots must map architecture -> last snapshot epoch, got {snapshots!r}")
+    total = ModelSpec("vgg11", "digits", recipe=recipe, epochs=epochs).recipe_config().epochs
+    for arch, last in snapshots.items():
+        MODELS.get(arch)
+        if isinstance(last, bool) or not isinstance(last, int) or not 0 <= last <= total:
+            raise ValueError(f"snapshots[{arch!r}] must be the last snapshot epoch, an int in 0..{total} (recipe "
+                             f"{recipe!r} trains {total} epochs), got {last!r}")
+    return dict(snapshots)
+
+
 def model_curves(
     archs: Sequence[str],
     datasets: Sequence[str],
@@ -421,20 +442,16 @@ def model_curves(
     ``snapshots``: arch -> last epoch ``E``; when the store trains that model
     here it keeps the snapshots of epochs ``0..E`` as well, so that a later
     request for them (Fig. 6(b)) reuses this run instead of training again.
+    Entries for models not in ``archs`` are unused (a profile's list may serve
+    a run restricted to fewer models); they are checked all the same
+    (:func:`check_snapshots`).
     A data set whose files are absent is skipped with the loader's message in
     :attr:`CurveStudy.missing`; any other error propagates.
     """
     from modgraph.data import DatasetNotFoundError, load_dataset
     from modgraph.store import ModelSpec
 
-    snapshots = dict(snapshots or {})
-    unknown = sorted(set(snapshots) - set(archs))
-    if unknown:
-        raise ValueError(f"snapshots names {', '.join(map(repr, unknown))}, not among the archs; "
-                         f"valid: {', '.join(archs)}")
-    for arch, last in snapshots.items():
-        if isinstance(last, bool) or not isinstance(last, int) or last < 0:
-            raise ValueError(f"snapshots[{arch!r}] must be the last snapshot epoch, an int >= 0, got {last!r}")
+    snapshots = check_snapshots(snapshots or {}, recipe=recipe, epochs=epochs)
     curves: dict[str, dict[str, Curve]] = {}
     missing: dict[str, str] = {}
     jobs = [(ds, arch) for ds in datasets for arch in archs]
