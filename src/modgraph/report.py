@@ -407,11 +407,12 @@ def check_snapshots(snapshots: Mapping[str, int], *, recipe: str, epochs: int | 
     book checks notebook parameters with it before running anything.
     """
     from modgraph.models import MODELS
-    from modgraph.store import ModelSpec
+    from modgraph.train import get_recipe
 
     if not isinstance(snapshots, Mapping):
         raise ValueError(f"snapshots must map architecture -> last snapshot epoch, got {snapshots!r}")
-    total = ModelSpec("vgg11", "digits", recipe=recipe, epochs=epochs).recipe_config().epochs
+    base = get_recipe(recipe)
+    total = base.epochs if epochs is None else base.with_epochs(epochs).epochs
     for arch, last in snapshots.items():
         MODELS.get(arch)
         if isinstance(last, bool) or not isinstance(last, int) or not 0 <= last <= total:
