@@ -18,6 +18,7 @@ help:
 	@echo "make book [PROFILE=smoke|quick|fast|paper]   execute changed notebooks, build the book"
 	@echo "          [FORCE=1]                          execute a GPU profile's stale notebooks without CUDA"
 	@echo "make figure NB=01_curves P='-p k 5'          rerun one notebook with overrides, rebuild"
+	@echo "          P=\"-p archs '[vgg11]'\" or P='-p archs [vgg11, vgg16]'   values are YAML"
 	@echo "make test                                     unit tests + the smoke book"
 	@echo "make lab                                      JupyterLab on notebooks/ with the project's kernel"
 	@echo "make setup | clean | clean-models"

@@ -27,3 +27,49 @@ def stub_store(tmp_path, monkeypatch) -> Callable[[nn.Module, float], list]:
         return calls
 
     return install
+
+
+@pytest.fixture(scope="module")
+def bad_input_home(tmp_path_factory):
+    """A private project root that shares the checkout's notebooks and params, and tiny checkpoints on digits.
+
+    Yields ``SimpleNamespace(root, ckpt)``; ``ckpt`` maps a name to a file or folder: ``digits`` (a store
+    folder of an untrained VGG11 at width 0.125 recorded as trained on digits), ``cifar10`` (the same weights
+    recorded as trained on CIFAR-10), ``text``, ``empty`` (files that are no checkpoint), ``nomodel`` (a
+    folder without ``model.pt``) and ``curve_w025`` (a curve JSON of that VGG11 measured at width 0.25).
+    """
+    import torch
+
+    from modgraph import paths
+    from modgraph.curve import Curve
+    from modgraph.data import load_dataset
+    from modgraph.features import layer_names
+    from modgraph.models import create_model
+
+    root = tmp_path_factory.mktemp("bad_inputs")
+    checkout = paths.root()
+    for name in ("notebooks", "params", "_toc.yml"):
+        (root / name).symlink_to(checkout / name)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODGRAPH_HOME", str(root))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        data = load_dataset("digits", "test", progress=False)
+        model = create_model("vgg11", num_classes=10, width=0.125, mean=data.mean, std=data.std, seed=0)
+        meta = {"arch": "vgg11", "num_classes": 10, "width": 0.125, "overrides": [], "mean": list(data.mean),
+                "std": list(data.std)}
+        ckpt = {"digits": root / "store" / "vgg11-digits", "cifar10": root / "store" / "vgg11-cifar10",
+                "text": root / "notes.txt", "empty": root / "empty.pt", "nomodel": root / "nomodel",
+                "curve_w025": root / "curve.json"}
+        for dataset in ("digits", "cifar10"):
+            ckpt[dataset].mkdir(parents=True)
+            torch.save({"state_dict": model.state_dict(), "meta": meta,
+                        "spec": {"arch": "vgg11", "dataset": dataset, "width": 0.125}}, ckpt[dataset] / "model.pt")
+        ckpt["text"].write_text("not a checkpoint\n")
+        ckpt["empty"].write_bytes(b"")
+        ckpt["nomodel"].mkdir()
+        names = layer_names(model)
+        Curve(tuple(names), [[0.1 * i for i in range(len(names))]] * 2,
+              {"arch": "vgg11", "dataset": "digits", "width": 0.25, "tap": "block"}).to_json(ckpt["curve_w025"])
+        yield SimpleNamespace(root=root, ckpt=ckpt)
+        torch.set_num_threads(threads)

@@ -1,6 +1,7 @@
 """The book tool on a tiny synthetic project: stamps, parameter checks, failures, GPU profiles, the CLI."""
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -148,6 +149,10 @@ def test_notebook_must_declare_reserved_parameters(project, fake_execute, fake_b
 def test_parse_overrides_reads_yaml():
     assert book.parse_overrides([("k", "5"), ("archs", "[vgg11, resnet18]"), ("w", "0.5"), ("s", "abc")]) == {
         "k": 5, "archs": ["vgg11", "resnet18"], "w": 0.5, "s": "abc"}
+    assert book.parse_overrides([("archs", "[vgg11,", "vgg16]"), ("k", "null")]) == {  # as a shell splits it
+        "archs": ["vgg11", "vgg16"], "k": None}
+    with pytest.raises(ValueError, match="a name and a value"):
+        book.parse_overrides([("k",)])
     with pytest.raises(ValueError, match=r"malformed value for parameter 'archs': '\[vgg11'"):
         book.parse_overrides([("archs", "[vgg11")])
     with pytest.raises(ValueError, match="set by the book tool"):
@@ -160,6 +165,45 @@ def test_figure_checks_overrides_before_running(project, fake_execute, fake_buil
     with pytest.raises(ValueError, match="expects int"):
         book.run_figure("aa_first", {"x": [1]}, "smoke")
     assert fake_execute == [] and fake_build == []
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"x": None}, "'x' of aa_first expects int (default 1), got null"),
+    ({"items": [1, "a"]}, "'items' of aa_first expects a list of int (default [1, 2]), got [1, 'a']"),
+    ({"items": [1, None]}, "expects a list of int"),
+])
+def test_figure_refuses_null_and_wrong_items_before_running(project, fake_execute, fake_build, overrides, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        book.run_figure("aa_first", overrides, "smoke")
+    assert fake_execute == [] and fake_build == []
+
+
+def test_parameters_that_must_fit_together_are_checked_before_running(project, fake_execute, fake_build,
+                                                                       monkeypatch):
+    def check(params):
+        if params["x"] > 2 * len(params["items"]):
+            raise ValueError(f"x={params['x']} exceeds twice the {len(params['items'])} items")
+
+    monkeypatch.setitem(book.PARAMETER_CHECKS._items, "bb_second", check)
+    with pytest.raises(ValueError, match=r"overrides \{'x': 3\}: parameters of bb_second do not fit together: "
+                                         r"x=3 exceeds twice the 1 items"):
+        book.run_figure("bb_second", {"x": 3}, "smoke")
+    write_params(project, "smoke", {"defaults": {"x": 5}, "bb_second": {"items": [3]}})
+    with pytest.raises(ValueError, match="params/smoke.yml: parameters of bb_second do not fit together"):
+        book.run_book("smoke")
+    assert fake_execute == [] and fake_build == []
+
+
+def test_real_notebooks_check_snapshot_epochs_against_the_recipe():
+    from modgraph.report import check_snapshots
+
+    curves = {"keep_snapshots": {"vgg16": 2}, "recipe": "smoke", "epochs": None}
+    book.PARAMETER_CHECKS.get("01_curves")(curves)
+    with pytest.raises(ValueError, match=r"int in 0..2 \(recipe 'smoke' trains 2 epochs\), got 30"):
+        book.PARAMETER_CHECKS.get("01_curves")({**curves, "keep_snapshots": {"vgg16": 30}})
+    with pytest.raises(ValueError, match="unknown model 'vgg6'"):
+        book.PARAMETER_CHECKS.get("03_training")({**curves, "archs": ["vgg6"], "max_epoch": 1})
+    assert check_snapshots({}, recipe="paper") == {}
 
 
 def test_stamps_rerun_exactly_what_changed(project, fake_execute, fake_build, monkeypatch):
@@ -235,8 +279,8 @@ def test_execution_failure_keeps_partial_and_earlier_results(project, fake_build
 
 
 def test_figure_runs_one_notebook_with_overrides(project, fake_build):
-    book.run_figure("bb_second", {"x": 7, "items": ["a"]}, "smoke", progress=False)
-    assert (project / "results/smoke-custom/bb_second.txt").read_text() == "smoke 7 ['a']"
+    book.run_figure("bb_second", {"x": 7, "items": [9]}, "smoke", progress=False)
+    assert (project / "results/smoke-custom/bb_second.txt").read_text() == "smoke 7 [9]"
     assert (project / "results/smoke/aa_first.ipynb").is_file()  # the other pages come from the profile
     assert not (project / "results/smoke/bb_second.ipynb").exists()  # the replaced page is not executed there
     tag, pages = fake_build[-1]
@@ -369,3 +413,13 @@ def test_chapter_run_as_in_jupyter_matches_make_figure(tmp_path, monkeypatch):
     assert jupyter["records"]
     for key in ("params", "records", "claims", "figures"):
         assert jupyter[key] == figure[key], key
+
+
+def test_cli_takes_a_value_split_into_words_by_the_shell(project, fake_execute, fake_build, capsys):
+    import shlex
+
+    for words in ("-p items '[4, 5]' -p x 3", "-p items [4, 5] -p x 3"):  # make passes $(P) unquoted
+        assert book.main(["figure", "aa_first", "--profile", "smoke", "--quiet", *shlex.split(words)]) == 0
+        assert fake_execute[-1][1]["items"] == [4, 5] and fake_execute[-1][1]["x"] == 3
+    assert book.main(["figure", "aa_first", "--profile", "smoke", "-p", "x", "null"]) == 2
+    assert "expects int (default 1), got null" in capsys.readouterr().err

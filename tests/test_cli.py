@@ -107,7 +107,7 @@ def test_bad_checkpoints_exit_2(checkpoint, digits, home, monkeypatch, capsys):
     wide = create_model(ARCH, num_classes=digits.num_classes, width=2 * WIDTH)
     torch.save({"state_dict": wide.state_dict()}, home / "wide.pt")
     assert _main(_args("--checkpoint", str(home / "wide.pt")), monkeypatch) == 2
-    assert "does not fit --arch vgg11 --width 0.0625 with 10 classes" in capsys.readouterr().err
+    assert "does not fit model 'vgg11' (width 0.0625, 10 classes)" in capsys.readouterr().err
     (home / "junk.pt").write_bytes(b"not a checkpoint")
     assert _main(_args("--checkpoint", str(home / "junk.pt")), monkeypatch) == 2
     assert "cannot read checkpoint" in capsys.readouterr().err
@@ -116,7 +116,7 @@ def test_bad_checkpoints_exit_2(checkpoint, digits, home, monkeypatch, capsys):
 
 
 def test_store_model_is_requested_with_the_given_spec(digits, home, tmp_path, monkeypatch, capsys):
-    requested = []
+    requested, passed = [], []
 
     @dataclasses.dataclass(frozen=True)
     class ModelSpec:
@@ -127,8 +127,9 @@ def test_store_model_is_requested_with_the_given_spec(digits, home, tmp_path, mo
         epochs: int | None = None
         seed: int = 0
 
-    def get_model(spec):
+    def get_model(spec, device=None, progress=True):
         requested.append(dataclasses.asdict(spec))
+        passed.append((device, progress))
         model = create_model(ARCH, num_classes=10, width=WIDTH, mean=digits.mean, std=digits.std, seed=0)
         return types.SimpleNamespace(model=model)
 
@@ -140,6 +141,7 @@ def test_store_model_is_requested_with_the_given_spec(digits, home, tmp_path, mo
     assert _main(argv, monkeypatch) == 0
     expected = {"arch": ARCH, "dataset": "digits", "width": WIDTH, "recipe": "fast", "epochs": 2, "seed": 1}
     assert requested == [expected]
+    assert passed == [(torch.device("cpu"), False)]  # --device and --quiet reach the store's training
     assert Curve.from_json(tmp_path / "c.json").meta["spec"] == expected
 
 
@@ -167,3 +169,22 @@ def test_argument_parsing_and_help(monkeypatch, capsys):
             _main(argv, monkeypatch)
         assert exit_info.value.code == 2
     assert "valid choices" not in capsys.readouterr().out
+
+
+def test_store_folder_is_a_checkpoint_and_its_record_is_checked(checkpoint, digits, home, monkeypatch, capsys):
+    _, model = checkpoint
+    folder = home / "store-folder"
+    folder.mkdir()
+    meta = {"arch": ARCH, "num_classes": 10, "width": WIDTH, "overrides": [], "mean": list(digits.mean),
+            "std": list(digits.std)}
+    torch.save({"state_dict": model.state_dict(), "meta": meta, "spec": {"arch": ARCH, "dataset": "digits",
+                                                                          "width": WIDTH}}, folder / "model.pt")
+    out = home / "folder-curve.json"
+    argv = ["curve", "--arch", ARCH, "--dataset", "digits", "-n", "40", "-k", "3", "--repeats", "2", "--device",
+            "cpu", "--quiet", "--checkpoint", str(folder), "--out", str(out)]
+    assert _main(argv, monkeypatch) == 0
+    assert Curve.from_json(out).meta["width"] == WIDTH  # taken from the checkpoint: no --width needed
+    torch.save({"state_dict": model.state_dict(), "meta": meta, "spec": {"arch": ARCH, "dataset": "cifar10"}},
+               folder / "model.pt")
+    assert _main(argv, monkeypatch) == 2
+    assert "trained with dataset 'cifar10', not 'digits'" in capsys.readouterr().err

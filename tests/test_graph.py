@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import torch
 from modgraph.graph import (
     SIMILARITIES,
     KnnGraph,
+    TieWarning,
     graph_from_neighbours,
     knn_graph,
     knn_modularity,
@@ -151,6 +154,7 @@ def test_similarity_matrix_is_cosine() -> None:
     np.testing.assert_allclose(similarity_matrix(X).numpy(), expected, atol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore::modgraph.graph.TieWarning")
 def test_zero_rows_have_zero_similarity_and_lowest_index_neighbours() -> None:
     X = torch.randn(10, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     X[4] = 0
@@ -178,6 +182,7 @@ def test_blocked_top_k_matches_naive_reference(n: int, k: int, block_rows: int |
     [(12, 3, 2, 4, 1), (12, 3, 2, 4, 5), (12, 3, 2, 4, None), (12, 3, 100, 4, None), (12, 3, 100, 4, 700),
      (400, 8, 3, 1, None), (400, 8, 3, 2, 500)],
 )
+@pytest.mark.filterwarnings("ignore::modgraph.graph.TieWarning")
 def test_ties_go_to_the_lower_index(distinct: int, dims: int, copies: int, k: int, block_rows: int | None) -> None:
     # Small integer features repeated far apart: exact similarities, tied across distant columns.
     gen = np.random.default_rng(0)
@@ -282,3 +287,87 @@ def test_modularity_rejects_bad_graphs() -> None:
         modularity(np.ones((4, 4)), np.arange(5) % 2)
     with pytest.raises(ValueError, match="block_rows"):
         nearest_neighbours(np.random.rand(5, 2), 2, block_rows=0)
+
+
+def _labelled_features(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Non-negative features of 3 classes, 20 samples each, with clear class structure."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(3), 20)
+    return np.abs(rng.normal(size=(60, 8)) + 3 * np.eye(8)[labels]), labels
+
+
+def test_whole_float_labels_are_cast_and_give_the_integer_result() -> None:
+    X, labels = _labelled_features()
+    expected = knn_modularity(X, labels, 3)
+    assert knn_modularity(X, labels.astype(np.float32), 3) == expected
+    assert knn_modularity(X, torch.from_numpy(labels.astype(np.float64)), 3) == expected
+    assert knn_modularity(X, labels.astype(bool) | (labels == 2), 3) == knn_modularity(X, labels > 0, 3)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda l: np.where(np.arange(60) == 0, np.nan, l), "1 of 60 are NaN or infinite"),
+    (lambda l: l + np.random.default_rng(1).normal(size=60) * 1e-9, "60 of 60 are not whole numbers"),
+    (lambda l: l.astype(str), "got dtype <U"),
+    (lambda l: l + 0.5j, "got dtype complex"),
+])
+def test_labels_that_are_not_class_ids_are_refused(change, message: str) -> None:
+    X, labels = _labelled_features()
+    with pytest.raises(ValueError, match=message):
+        knn_modularity(X, change(labels.astype(np.float64)), 3)
+    with pytest.raises(ValueError, match=message):
+        modularity(knn_graph(X, 3), change(labels.astype(np.float64)))
+
+
+def test_negative_similarities_give_no_edge_weight() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 8))
+    labels = np.repeat(np.arange(3), 20)
+    graph = knn_graph(X, 59)
+    assert graph.weights.min() >= 0
+    indices, sims = nearest_neighbours(X, 59)
+    kept = int((sims >= 0).sum())
+    assert 0 < kept < sims.numel()
+    dense = np.where(similarity_matrix(X).numpy() > 0, similarity_matrix(X).numpy(), 0)
+    np.fill_diagonal(dense, 0)
+    np.testing.assert_allclose(graph.to_dense().numpy(), dense, atol=1e-6)
+    q = knn_modularity(X, labels, 59)
+    assert -0.5 <= q <= 1 and q == pytest.approx(_nx_modularity(dense, labels), abs=1e-6)
+
+
+def test_non_negative_features_keep_their_graph_bit_for_bit() -> None:
+    X, labels = _labelled_features()
+    indices, sims = nearest_neighbours(X, 5)
+    graph = graph_from_neighbours(indices, sims)
+    src = torch.arange(60).repeat_interleave(5)
+    keys = torch.cat([src * 60 + indices.reshape(-1), indices.reshape(-1) * 60 + src])
+    assert graph.nnz == torch.unique(keys).numel()
+
+
+def test_modularity_refuses_negative_weights() -> None:
+    A = np.ones((4, 4)) - np.eye(4)
+    A[0, 1] = A[1, 0] = -1
+    with pytest.raises(ValueError, match="2 negative weights"):
+        modularity(A, np.arange(4) % 2)
+
+
+def test_identical_features_warn_that_ties_decide_the_graph() -> None:
+    labels = np.repeat(np.arange(3), 20)
+    with pytest.warns(TieWarning, match="60 of 60 samples have neighbours 3 and 4 at equal similarity"):
+        knn_modularity(np.ones((60, 8)), labels, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TieWarning)
+        knn_modularity(*_labelled_features(), 3)
+        nearest_neighbours(np.ones((60, 8)), 59)  # every other sample is a neighbour: no tie decides anything
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "pearson"])
+def test_all_zero_features_say_that_every_row_is_zero(similarity: str) -> None:
+    X = np.zeros((60, 8)) if similarity == "cosine" else np.full((60, 8), 2.0)
+    with pytest.raises(ValueError, match="every feature row is zero"):
+        knn_modularity(X, np.repeat(np.arange(3), 20), 3, similarity=similarity)
+
+
+def test_complex_features_are_refused() -> None:
+    X, labels = _labelled_features()
+    with pytest.raises(ValueError, match="features must be real, got torch.complex64"):
+        knn_modularity(X.astype(np.complex64), labels, 3)

@@ -97,6 +97,23 @@ def test_cached_computes_once_per_config(home):
     assert {"config", "code_version", "value"} <= set(stored)
 
 
+@pytest.mark.parametrize("corrupt", [b"{\"kind\": \"curv", b"", b"[1, 2]", b"{\"value\": 1}"])
+def test_corrupted_cache_entry_is_recomputed_with_a_warning(home, corrupt):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"q": 0.5}
+
+    report.cached("corrupt", {"k": 7}, compute)
+    path = next((home / "data/cache/corrupt").glob("*.json"))
+    path.write_bytes(corrupt)
+    with pytest.warns(UserWarning, match=f"cache entry {path} is unreadable or corrupted"):
+        assert report.cached("corrupt", {"k": 7}, compute) == {"q": 0.5}
+    assert len(calls) == 2 and report.cached("corrupt", {"k": 7}, compute) == {"q": 0.5} and len(calls) == 2
+    path.unlink()
+
+
 def test_cache_key_follows_the_source_of_the_named_code(home, tmp_path, monkeypatch):
     module = tmp_path / "fakemath_for_cache.py"
     module.write_text("Q = 1\n")
@@ -189,12 +206,17 @@ def test_model_curves_keeps_the_requested_snapshots(fake_store):
     report.model_curves(["vgg11", "vgg13"], ["digits"], recipe="smoke", width=1 / 16, n=30, repeats=1,
                         snapshots={"vgg13": 2}, progress=False)
     assert [(s.arch, s.snapshot_epochs) for s in fake_store] == [("vgg11", ()), ("vgg13", (0, 1, 2))]
-    with pytest.raises(ValueError, match="snapshots names 'vgg16', not among the archs; valid: vgg11"):
-        report.model_curves(["vgg11"], ["digits"], recipe="smoke", snapshots={"vgg16": 2})
-    with pytest.raises(ValueError, match=r"snapshots\['vgg11'\] must be the last snapshot epoch"):
+    fake_store.clear()
+    report.model_curves(["vgg11"], ["digits"], recipe="smoke", width=1 / 16, n=31, repeats=1,
+                        snapshots={"vgg13": 2}, progress=False)  # a run restricted to fewer models
+    assert [(s.arch, s.snapshot_epochs) for s in fake_store] == [("vgg11", ())]
+    with pytest.raises(ValueError, match="unknown model 'vgg99'; valid choices"):
+        report.model_curves(["vgg11"], ["digits"], recipe="smoke", snapshots={"vgg99": 2})
+    with pytest.raises(ValueError, match=r"snapshots\['vgg11'\] must be the last snapshot epoch, an int in 0..2"):
         report.model_curves(["vgg11"], ["digits"], recipe="smoke", snapshots={"vgg11": -1})
-    with pytest.raises(ValueError, match="must lie in 0..2"):
+    with pytest.raises(ValueError, match=r"int in 0..2 \(recipe 'smoke' trains 2 epochs\), got 5"):
         report.model_curves(["vgg11"], ["digits"], recipe="smoke", snapshots={"vgg11": 5}, progress=False)
+    assert report.check_snapshots({"vgg11": 5}, recipe="smoke", epochs=5) == {"vgg11": 5}
 
 
 def test_accuracy_table_marks_quoted_values():

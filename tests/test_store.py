@@ -217,3 +217,138 @@ def test_model_that_does_not_fit_the_data_is_refused(home):
                          overrides={"stages": ((8,),) * 6})
     with pytest.raises(ValueError, match="cannot take digits images of 32x32"):
         get_model(too_deep, device="cpu", progress=False)
+
+
+def _interrupt(monkeypatch, after: int = 0):
+    """Make the store's training raise ``KeyboardInterrupt`` (as a kill would stop it) after ``after`` epochs."""
+    from modgraph import store
+
+    real = store.train_model
+
+    def train_then_die(*args, **kwargs):
+        if after:
+            real(*args, **{**kwargs, "stop_after_epoch": after})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "train_model", train_then_die)
+
+
+def test_retraining_for_snapshots_keeps_the_stored_model_until_replaced(home, monkeypatch):
+    spec = ModelSpec(**TINY, epochs=1, seed=7)
+    first = get_model(spec, device="cpu", progress=False)
+    before = _weights(first.model)
+    files = {p.name: p.read_bytes() for p in first.path.iterdir() if p.is_file()}
+    _interrupt(monkeypatch)
+    with pytest.warns(UserWarning, match="retraining with \\[0\\] beside it"), pytest.raises(KeyboardInterrupt):
+        get_model(dataclasses.replace(spec, snapshot_epochs=(0,)), device="cpu", progress=False)
+    assert {p.name: p.read_bytes() for p in first.path.iterdir() if p.is_file()} == files
+    monkeypatch.undo()
+    again = get_model(spec, device="cpu", progress=False)
+    assert not again.trained and _equal(_weights(again.model), before)
+    with pytest.warns(UserWarning, match="beside it"):
+        more = get_model(dataclasses.replace(spec, snapshot_epochs=(0,)), device="cpu", progress=False)
+    assert more.trained and more.path == first.path and more.snapshot_epochs == (0,)
+    assert _equal(_weights(more.model), before)
+    assert sorted(p.name for p in first.path.parent.glob(first.path.name + ".*")) == [first.path.name + ".lock"]
+
+
+def test_corrupted_model_is_retrained_beside_the_old_files(home, monkeypatch):
+    spec = ModelSpec(**TINY, epochs=1, seed=8)
+    stored = get_model(spec, device="cpu", progress=False)
+    (stored.path / "model.pt").write_bytes(b"garbage")
+    _interrupt(monkeypatch)
+    with pytest.warns(UserWarning, match="unusable"), pytest.raises(KeyboardInterrupt):
+        get_model(spec, device="cpu", progress=False)
+    assert (stored.path / "metrics.json").is_file() and (stored.path / "model.pt").read_bytes() == b"garbage"
+
+
+def test_a_crash_between_the_renames_of_a_replacement_is_recovered(home, monkeypatch):
+    spec = ModelSpec(**TINY, epochs=1, seed=9)
+    stored = get_model(spec, device="cpu", progress=False)
+    previous = stored.path.with_name(stored.path.name + ".previous")
+    stored.path.rename(previous)  # the state after the first rename of a replacement
+    again = get_model(spec, device="cpu", progress=False)
+    assert not again.trained and again.path.is_dir() and not previous.exists()
+    _interrupt(monkeypatch, after=1)  # a staged run that completed but was never put in place
+    staged = stored.path.with_name(stored.path.name + ".staging")
+    with pytest.warns(UserWarning, match="beside it"), pytest.raises(KeyboardInterrupt):
+        get_model(dataclasses.replace(spec, snapshot_epochs=(1,)), device="cpu", progress=False)
+    assert (staged / "resume.pt").is_file() and not (staged / "metrics.json").exists()
+    monkeypatch.undo()
+    with pytest.warns(UserWarning, match="beside it"):
+        done = get_model(dataclasses.replace(spec, snapshot_epochs=(1,)), device="cpu", progress=False)
+    assert done.trained and done.snapshot_epochs == (1,) and not staged.exists()
+
+
+def test_concurrent_requests_train_once_and_the_second_loads(home, monkeypatch):
+    import threading
+
+    from modgraph import store
+
+    spec = ModelSpec(**TINY, epochs=1, seed=10)
+    trainings, real = [], store.train_model
+
+    def counted(*args, **kwargs):
+        trainings.append(1)
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "train_model", counted)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(get_model(spec, device="cpu", progress=False)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(trainings) == 1 and sorted(r.trained for r in results) == [False, True]
+    assert _equal(_weights(results[0].model), _weights(results[1].model))
+
+
+def test_model_lock_excludes_other_holders_until_released(home):
+    import threading
+
+    from modgraph.store import model_lock
+
+    spec = ModelSpec(**TINY, epochs=1, seed=11)
+    outcome = []
+    with model_lock(spec) as folder:
+        assert folder == model_dir(spec)
+        with model_lock(spec):  # re-entrant in the holding thread
+            pass
+
+        def other():
+            try:
+                with model_lock(spec, timeout=0.2, progress=False):
+                    outcome.append("acquired")
+            except TimeoutError:
+                outcome.append("timed out")
+
+        worker = threading.Thread(target=other)
+        worker.start()
+        worker.join()
+    assert outcome == ["timed out"]
+    with model_lock(spec, timeout=0.2, progress=False):
+        pass
+
+
+def test_load_checkpoint_checks_what_the_file_records(stored, tmp_path):
+    from modgraph.store import checkpoint_info
+
+    info = checkpoint_info(stored.path)
+    assert (info["arch"], info["dataset"], info["num_classes"], info["width"]) == ("resnet20", "digits", 10, 0.25)
+    assert checkpoint_info(stored.path / "snapshots" / "epoch_001.pt")["dataset"] == "digits"
+    model = load_checkpoint(stored.path, "resnet20", dataset="DIGITS", num_classes=10, width=0.25, device="cpu")
+    assert _equal(_weights(model), _weights(stored.model))
+    with pytest.raises(ValueError, match="trained with dataset 'digits', not 'cifar10'"):
+        load_checkpoint(stored.path, dataset="cifar10")
+    with pytest.raises(ValueError, match="num_classes 10, not 100; width 0.25, not 1.0"):
+        load_checkpoint(stored.path / "model.pt", num_classes=100, width=1.0)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "text.pt").write_text("hello\n")
+    for bad in ("empty.pt", "text.pt"):
+        with pytest.raises(ValueError, match="cannot read checkpoint"):
+            load_checkpoint(tmp_path / bad, "resnet20")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ValueError, match="store folder .*folder holds no model.pt"):
+        load_checkpoint(tmp_path / "folder")

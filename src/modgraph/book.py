@@ -29,11 +29,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, MutableMapping, Sequence
+from typing import Any, Callable, Mapping, MutableMapping, Sequence
 
 import yaml
 
 from modgraph import paths, provenance
+from modgraph.registry import Registry
 
 __all__ = [
     "BookError",
@@ -46,6 +47,7 @@ __all__ = [
     "notebook_parameters",
     "notebook_params",
     "parse_overrides",
+    "PARAMETER_CHECKS",
     "library_hash",
     "stamp",
     "stale_reason",
@@ -138,7 +140,10 @@ def notebook_names(toc: Path | None = None) -> list[str]:
             for item in node:
                 walk(item)
 
-    walk(yaml.safe_load(toc.read_text()))
+    try:
+        walk(yaml.safe_load(toc.read_text()))
+    except yaml.YAMLError as err:
+        raise ValueError(f"{toc} is not valid YAML: {err}") from None
     return names
 
 
@@ -174,23 +179,67 @@ def notebook_parameters(notebook: str) -> dict[str, Any]:
     return out
 
 
-def _check_value(notebook: str, name: str, value: Any, default: Any) -> None:
+def _type_ok(value: Any, default: Any) -> bool:
     kind = type(default)
-    if default is None or value is None:
-        return
     if kind is bool:
-        ok = isinstance(value, bool)
-    elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    elif kind in (list, tuple):
-        ok = isinstance(value, (list, tuple))
-    else:
-        ok = isinstance(value, kind)
-    if not ok:
-        raise ValueError(f"parameter {name!r} of {notebook} expects {kind.__name__} "
-                         f"(default {default!r}), got {type(value).__name__} {value!r}")
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind in (list, tuple):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, kind)
+
+
+def _check_value(notebook: str, name: str, value: Any, default: Any) -> None:
+    """``value`` must have the type of ``default``: ``null`` only where the default is ``None``, list items
+    like the default's items where those share one type."""
+    if default is None:
+        return
+    expected = f"{type(default).__name__} (default {default!r})"
+    if value is None:
+        raise ValueError(f"parameter {name!r} of {notebook} expects {expected}, got null; only parameters whose "
+                         f"default is None take null")
+    if not _type_ok(value, default):
+        raise ValueError(f"parameter {name!r} of {notebook} expects {expected}, got {type(value).__name__} "
+                         f"{value!r}")
+    if isinstance(default, (list, tuple)) and default and len({type(item) for item in default}) == 1:
+        wrong = [item for item in value if item is None or not _type_ok(item, default[0])]
+        if wrong:
+            raise ValueError(f"parameter {name!r} of {notebook} expects a list of {type(default[0]).__name__} "
+                             f"(default {default!r}), got {value!r}")
+
+
+PARAMETER_CHECKS: Registry[Callable[[Mapping[str, Any]], None]] = Registry("parameter check")
+"""Notebook name -> check of its merged parameters that spans several of them; ``ValueError`` on conflict.
+
+Run for every notebook before any notebook executes (:func:`notebook_params`,
+:func:`run_figure`), so an override that contradicts another parameter of the
+same notebook stops the call at once.
+"""
+
+
+def _snapshot_checks(last: Callable[[Mapping[str, Any]], Mapping[str, Any]]) -> Callable[[Mapping[str, Any]], None]:
+    def check(params: Mapping[str, Any]) -> None:
+        from modgraph.report import check_snapshots
+
+        check_snapshots(last(params), recipe=params["recipe"], epochs=params["epochs"])
+    return check
+
+
+PARAMETER_CHECKS.register("01_curves", _snapshot_checks(lambda p: p["keep_snapshots"]))
+PARAMETER_CHECKS.register("03_training", _snapshot_checks(lambda p: {arch: p["max_epoch"] for arch in p["archs"]}))
+
+
+def _check_together(notebook: str, params: Mapping[str, Any], where: str) -> None:
+    if notebook not in PARAMETER_CHECKS:
+        return
+    try:
+        PARAMETER_CHECKS.get(notebook)(params)
+    except (ValueError, KeyError) as err:
+        problem = f"parameter {err} is missing" if isinstance(err, KeyError) else str(err)
+        raise ValueError(f"{where}: parameters of {notebook} do not fit together: {problem}") from None
 
 
 def _validate(notebook: str, params: Mapping[str, Any], declared: Mapping[str, Any], where: str) -> None:
@@ -217,6 +266,7 @@ def notebook_params(profile: Profile, notebook: str, *, output: str | None = Non
     params.update(block)
     _validate(notebook, {k: v for k, v in params.items() if k not in RESERVED}, declared,
               f"params/{profile.name}.yml")
+    _check_together(notebook, {**declared, **params}, f"params/{profile.name}.yml")
     return params
 
 
@@ -232,12 +282,13 @@ def _check_profile_blocks(profile: Profile, names: Sequence[str]) -> None:
 
 
 def parse_overrides(pairs: Sequence[Sequence[str]]) -> dict[str, Any]:
-    """``[(name, text), ...]`` -> ``{name: value}``, each text parsed as YAML (like papermill's ``-p``)."""
+    """``[(name, text...), ...]`` -> ``{name: value}``, the texts joined by spaces and parsed as YAML (like
+    papermill's ``-p``), so ``-p archs [vgg11, vgg16]`` split by a shell into three words still means a list."""
     out: dict[str, Any] = {}
     for pair in pairs:
-        if len(pair) != 2:
+        if len(pair) < 2:
             raise ValueError(f"each override is a name and a value (-p name value), got {list(pair)!r}")
-        name, text = pair
+        name, text = pair[0], " ".join(pair[1:])
         if name in RESERVED:
             raise ValueError(f"parameter {name!r} is set by the book tool; choose the profile with --profile")
         try:
@@ -288,7 +339,9 @@ def stale_reason(notebook: str, params: Mapping[str, Any], output: str) -> str |
         return "never executed"
     try:
         old = json.loads(path.read_text())
-    except json.JSONDecodeError:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return "stamp unreadable"
+    if not isinstance(old, dict):
         return "stamp unreadable"
     new = stamp(notebook, params)
     changed = [what for what in ("template", "params", "library") if old.get(what) != new[what]]
@@ -488,6 +541,7 @@ def run_figure(notebook: str, overrides: Mapping[str, Any], profile: str = "auto
     params = notebook_params(prof, notebook, output=tag)
     _validate(notebook, dict(overrides), declared, "overrides")
     params.update(overrides)
+    _check_together(notebook, {**declared, **params}, f"overrides {dict(overrides)}")
     plan = [entry for entry in _plan(prof, names, force=force) if entry[0] != notebook]
     _execute_plan(prof, plan, progress=progress)
     _say(progress, f"{notebook}: executing with {dict(overrides)} into results/{tag}/")
@@ -534,8 +588,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     build = sub.add_parser("build", help="execute changed notebooks, build the book")
     figure = sub.add_parser("figure", help="rerun one notebook with parameter overrides, rebuild")
     figure.add_argument("notebook", help="notebook name, e.g. 01_curves")
-    figure.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="override a parameter; VALUE is parsed as YAML (e.g. -p k 5 -p archs '[vgg11]')")
+    figure.add_argument("-p", "--parameter", nargs="+", action="append", default=[], metavar="NAME VALUE",
+                        help="override a parameter; VALUE is parsed as YAML, its words joined by spaces "
+                             "(e.g. -p k 5 -p archs '[vgg11]' or -p archs [vgg11, vgg16])")
     for p in (build, figure):
         p.add_argument("--profile", default="auto", help="params/<profile>.yml, or auto (fast with CUDA, else quick)")
         p.add_argument("--force", action="store_true", help="execute a GPU profile's stale notebooks without CUDA")

@@ -25,8 +25,9 @@ from tqdm.auto import tqdm
 
 from modgraph import provenance
 from modgraph.data import sample_indices
-from modgraph.features import default_device, iter_layer_features, layer_names
-from modgraph.graph import SIMILARITIES, graph_from_neighbours, modularity, nearest_neighbours
+from modgraph.devices import resolve_device
+from modgraph.features import iter_layer_features, layer_names
+from modgraph.graph import SIMILARITIES, graph_from_neighbours, modularity, nearest_neighbours, warn_if_tied
 
 __all__ = ["Curve", "curve_from_features", "modularity_curve", "modularity_sweep"]
 
@@ -106,8 +107,39 @@ class Curve:
 
     @classmethod
     def from_json(cls, path: str | Path) -> Curve:
-        """Read a curve written by ``to_json``."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read a curve written by ``to_json``; ``ValueError`` naming the file when it is not one."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"cannot read curve {path}: {err}") from None
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path} is not a curve: it holds a JSON {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{path} is not a valid curve: {err}") from None
+
+    def recorded_model(self) -> dict[str, Any]:
+        """The architecture, training data set and width the curve's ``meta`` records (``None`` where it does not).
+
+        A store spec in ``meta["spec"]`` takes precedence; ``meta["dataset"]`` is
+        the data the curve was measured on, used when no spec names the training set.
+        """
+        spec = self.meta.get("spec") if isinstance(self.meta.get("spec"), Mapping) else {}
+        width = spec.get("width", self.meta.get("width"))
+        return {"arch": spec.get("arch", self.meta.get("arch")),
+                "dataset": spec.get("dataset", self.meta.get("dataset")),
+                "width": None if width is None else float(width)}
+
+    def check_model(self, arch: str, dataset: str, width: float) -> None:
+        """``ValueError`` naming each of ``arch``, ``dataset``, ``width`` that differs from :meth:`recorded_model`."""
+        wanted = {"arch": arch.lower(), "dataset": dataset.lower(), "width": float(width)}
+        recorded = {key: value.lower() if isinstance(value, str) else value
+                    for key, value in self.recorded_model().items()}
+        bad = [f"{key} {recorded[key]!r}, not {value!r}" for key, value in wanted.items()
+               if recorded[key] is not None and recorded[key] != value]
+        if bad:
+            raise ValueError(f"the curve describes another model: {'; '.join(bad)}")
 
     def to_frame(self) -> pd.DataFrame:
         """One row per layer: depth, layer, mean, std, and ``q{r}`` for every repeat ``r``."""
@@ -218,7 +250,7 @@ def modularity_sweep(
     sets_by_n = {n: sample_indices(images.shape[0], n, repeats, seed) for n in ns}
     union = np.unique(np.concatenate([idx for sets in sets_by_n.values() for idx in sets]))
     local = {n: [np.searchsorted(union, idx) for idx in sets] for n, sets in sets_by_n.items()}
-    device = default_device() if device is None else torch.device(device)
+    device = resolve_device(device)
     n_layers = len(layer_names(model, tap))
     stream = iter_layer_features(model, images[torch.from_numpy(union)], tap=tap, batch_size=batch_size,
                                  device=device, max_bytes=max_bytes, progress=progress)
@@ -260,6 +292,9 @@ def _sweep_layers(
         for similarity, (n, sets) in itertools.product(similarities, sets_by_n.items()):
             lists = [nearest_neighbours(X[torch.as_tensor(idx, device=X.device)], max(ks), similarity) for idx in sets]
             for k in ks:
+                if k < max(ks):
+                    for _, sims in lists:
+                        warn_if_tied(sims, k)
                 q = [modularity(graph_from_neighbours(nb[:, :k], sims[:, :k]), labels[idx])
                      for (nb, sims), idx in zip(lists, sets)]
                 values.setdefault((similarity, n, k), []).append(q)

@@ -34,6 +34,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from modgraph.devices import resolve_device
+
 __all__ = ["layer_modules", "layer_names", "plan_groups", "iter_layer_features", "default_device"]
 
 
@@ -86,8 +88,8 @@ def plan_groups(nbytes: Sequence[int], max_bytes: int) -> list[list[int]]:
 
 
 def default_device() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA when available, else CPU (:func:`modgraph.devices.resolve_device` of ``None``)."""
+    return resolve_device(None)
 
 
 def iter_layer_features(
@@ -117,7 +119,7 @@ def iter_layer_features(
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
     if max_bytes <= 0:
         raise ValueError(f"max_bytes must be > 0; got {max_bytes}")
-    device = default_device() if device is None else torch.device(device)
+    device = resolve_device(device)
     return _iterate(model, images, selected, batch_size, device, max_bytes, progress)
 
 

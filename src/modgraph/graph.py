@@ -8,7 +8,31 @@ modularity of the class partition of that graph is the layer's modularity.
 Similarities are inner products of preprocessed rows (``SIMILARITIES``):
 ``cosine`` L2-normalises rows, ``pearson`` centres each row then normalises.
 A row with zero norm (for ``pearson``: a constant row) maps to the zero vector:
-its similarity to every sample, itself included, is 0.
+its similarity to every sample, itself included, is 0. When every row is zero
+there is no graph, and :func:`nearest_neighbours` says so.
+
+Edge weights are never negative. The paper takes cosine similarities of
+post-ReLU features, which are >= 0; the authors' code zeroes the diagonal of
+the similarity matrix, so a sample's k nearest neighbours are those above 0
+(its own zero) first. Signed features (``tap="conv"``, ``pearson``, large
+``k``) can give a negative similarity to a listed neighbour. Newman's
+modularity has no meaning for negative weights (node strengths stop being
+probabilities, ``Q`` leaves ``[-1/2, 1]`` or ``2W`` reaches zero), and an
+anti-similar pair is not a link, so :func:`graph_from_neighbours` gives such a
+neighbour weight 0 and drops it: the graph holds the neighbours at similarity
+``>= 0``. Results for non-negative similarities are unaffected (a neighbour at
+similarity exactly 0 stays as a weight-0 entry, which adds nothing to ``Q``).
+:func:`modularity` refuses an adjacency with negative weights.
+
+Labels are class ids: integers, or floats with whole values (cast); NaN or
+fractional labels raise, since grouping by exact float value would invent
+classes. Complex features raise (their imaginary part would be lost).
+
+Ties: neighbours at equal similarity are taken by increasing index. When the
+k-th and (k+1)-th candidates of a row tie (duplicate samples, zero rows,
+identical features), that order, not the data, picks the graph;
+:func:`nearest_neighbours` then warns (:class:`TieWarning`) with the number
+of such rows.
 
 Everything runs on torch tensors (CPU or CUDA, float32 or float64; numpy arrays
 are accepted) without Python loops over nodes. The similarity matrix is never
@@ -19,6 +43,7 @@ of ``X @ X.T``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -29,6 +54,7 @@ from modgraph.registry import Registry
 
 __all__ = [
     "SIMILARITIES",
+    "TieWarning",
     "KnnGraph",
     "similarity_rows",
     "similarity_matrix",
@@ -37,7 +63,12 @@ __all__ = [
     "knn_graph",
     "modularity",
     "knn_modularity",
+    "warn_if_tied",
 ]
+
+
+class TieWarning(UserWarning):
+    """Equal similarities at the k-th neighbour: sample order, not the data, chose some k-NN lists."""
 
 SIMILARITIES: Registry[Callable[[torch.Tensor], torch.Tensor]] = Registry("similarity")
 SIMILARITIES.register("cosine", lambda x: x)
@@ -119,17 +150,25 @@ def nearest_neighbours(
     columns, the candidates it holds for the rows below, and running lists merge
     the candidates exactly. Similarities are ``(B_i . B_j) * (inv_i * inv_j)``,
     computed once per pair, so equal inputs give bitwise equal values wherever
-    they meet and ties are genuine.
+    they meet and ties are genuine. One more neighbour than asked is ranked to
+    see ties at the k-th (:func:`warn_if_tied`). ``ValueError`` when every row
+    is zero (no similarity is positive, so there is no graph).
     """
     X = _features(X)
     n = X.shape[0]
     _check_k(k, n)
+    wanted, k = k, min(k + 1, n - 1)
     if block_rows is None:
         block_rows = max(1, _BLOCK_BYTES // (n * X.element_size()))
     elif block_rows < 1:
         raise ValueError(f"block_rows must be >= 1, got {block_rows}")
     gemm_rows = max(-(-n // _STRIPS), _MIN_STRIP_ROWS, _MIN_STRIP_WORK // (n * X.shape[1]))
     base, inv = _factors(X, similarity)
+    if not bool(inv.any()):
+        what = "zero or constant (pearson centres rows)" if similarity == "pearson" else "zero"
+        raise ValueError(f"every feature row is {what} ({n} rows of {X.shape[1]} features): all similarities "
+                         f"are 0 and the k-NN graph has no weight; a layer whose outputs are all zero "
+                         f"(dead units) has no modularity")
     sims = torch.full((n, k), -torch.inf, dtype=X.dtype, device=X.device)
     indices = torch.full((n, k), n, dtype=torch.int64, device=X.device)
     for start in range(0, n, block_rows):
@@ -140,11 +179,31 @@ def nearest_neighbours(
                    first=start == 0)
         strip.diagonal().fill_(-torch.inf)
         _merge(sims[start:stop], indices[start:stop], *_top_k(strip, k), offset=start, first=start == 0)
-    return indices, sims
+    warn_if_tied(sims, wanted)
+    return indices[:, :wanted].contiguous(), sims[:, :wanted].contiguous()
+
+
+def warn_if_tied(sims: torch.Tensor, k: int) -> int:
+    """Warn (:class:`TieWarning`) when rows of ``sims`` (N, > k, decreasing) tie at their k-th and (k+1)-th entry.
+
+    Returns the number of such rows (0 without warning when ``sims`` has no
+    column after the k-th, i.e. every other sample is a neighbour).
+    """
+    if sims.shape[1] <= k:
+        return 0
+    tied = int((sims[:, k - 1] == sims[:, k]).sum())
+    if tied:
+        warnings.warn(f"k-NN lists decided by ties: {tied} of {sims.shape[0]} samples have neighbours {k} and "
+                      f"{k + 1} at equal similarity (duplicate, zero or identical feature rows); the lower sample "
+                      f"index was taken", TieWarning, stacklevel=3)
+    return tied
 
 
 def graph_from_neighbours(indices: torch.Tensor, sims: torch.Tensor) -> KnnGraph:
-    """The symmetrised graph ``(A + A^T) / 2`` of the directed k-NN lists (N, k)."""
+    """The symmetrised graph ``(A + A^T) / 2`` of the directed k-NN lists (N, k).
+
+    A neighbour at negative similarity has weight 0 and is left out (module docstring).
+    """
     if indices.ndim != 2 or indices.shape != sims.shape:
         raise ValueError(
             f"indices and sims must be (N, k) of the same shape, got {tuple(indices.shape)} and {tuple(sims.shape)}"
@@ -155,6 +214,9 @@ def graph_from_neighbours(indices: torch.Tensor, sims: torch.Tensor) -> KnnGraph
     src = torch.arange(n, device=indices.device).repeat_interleave(k)
     dst = indices.reshape(-1)
     half = sims.reshape(-1) / 2
+    if bool((half < 0).any()):
+        keep = half >= 0
+        src, dst, half = src[keep], dst[keep], half[keep]
     keys = torch.cat([src * n + dst, dst * n + src])
     unique, inverse = torch.unique(keys, sorted=True, return_inverse=True)
     weights = torch.zeros(unique.numel(), dtype=sims.dtype, device=sims.device)
@@ -210,7 +272,8 @@ def _partition_modularity(
     weights = weights.to(torch.float64)
     two_w = weights.sum()
     if not two_w > 0:
-        raise ValueError(f"modularity needs a positive total edge weight, got {two_w.item():g}")
+        raise ValueError(f"modularity needs a positive total edge weight, got {two_w.item():g}: no two samples "
+                         f"are linked with a positive similarity")
     strength = torch.zeros(n, dtype=torch.float64, device=rows.device).index_add_(0, rows, weights)
     class_strength = torch.zeros(n_classes, dtype=torch.float64, device=rows.device).index_add_(0, codes, strength)
     inside = weights[codes[rows] == codes[cols]].sum()
@@ -220,6 +283,9 @@ def _partition_modularity(
 def _features(X: torch.Tensor | np.ndarray) -> torch.Tensor:
     """``X`` as a 2-D floating tensor: float64 stays, anything else becomes float32."""
     X = torch.as_tensor(X)
+    if X.is_complex():
+        raise ValueError(f"features must be real, got {X.dtype}: pass X.real, X.abs() or both side by side, "
+                         f"whichever the method needs")
     if X.ndim != 2:
         raise ValueError(f"features must be 2-D (N samples, D features), got shape {tuple(X.shape)}")
     if X.shape[0] < 2 or X.shape[1] < 1:
@@ -345,18 +411,24 @@ def _check_k(k: int, n: int) -> None:
 
 
 def _label_codes(labels: torch.Tensor | np.ndarray, n: int) -> tuple[torch.Tensor, int]:
-    """Labels (n,) as int64 class codes 0..C-1 and C; at least two classes."""
-    if isinstance(labels, torch.Tensor):
-        if labels.ndim != 1:
-            raise ValueError(f"labels must be 1-D, got shape {tuple(labels.shape)}")
-        classes, codes = torch.unique(labels, return_inverse=True)
-        n_classes = classes.numel()
-    else:
-        array = np.asarray(labels)
-        if array.ndim != 1:
-            raise ValueError(f"labels must be 1-D, got shape {array.shape}")
-        classes, inverse = np.unique(array, return_inverse=True)
-        codes, n_classes = torch.from_numpy(inverse.astype(np.int64)), len(classes)
+    """Labels (n,) as int64 class codes 0..C-1 and C; integer-valued, at least two classes."""
+    array = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if array.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {array.shape}")
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array)
+        if bad.any():
+            raise ValueError(f"labels must be integer class ids; {int(bad.sum())} of {array.size} are NaN or "
+                             f"infinite")
+        fractional = array != np.round(array)
+        if fractional.any():
+            raise ValueError(f"labels must be integer class ids; {int(fractional.sum())} of {array.size} are not "
+                             f"whole numbers (e.g. {array[fractional][0]!r})")
+        array = array.astype(np.int64)
+    elif array.dtype.kind not in "biu":
+        raise ValueError(f"labels must be integer class ids (int or whole-valued float), got dtype {array.dtype}")
+    classes, inverse = np.unique(array, return_inverse=True)
+    codes, n_classes = torch.from_numpy(inverse.astype(np.int64).reshape(-1)), len(classes)
     if codes.numel() != n:
         raise ValueError(f"labels must have one entry per sample: got {codes.numel()} labels for {n} samples")
     if n_classes < 2:
@@ -367,16 +439,18 @@ def _label_codes(labels: torch.Tensor | np.ndarray, n: int) -> tuple[torch.Tenso
 def _edges(A: KnnGraph | torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """``(rows, cols, weights, n)`` of the nonzero entries of a square symmetric adjacency."""
     if isinstance(A, KnnGraph):
+        _check_weights(A.weights)
         return A.rows, A.cols, A.weights, A.n
     A = torch.as_tensor(A)
+    if A.is_complex():
+        raise ValueError(f"adjacency must be real, got {A.dtype}")
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"adjacency must be a square (N, N) matrix, got shape {tuple(A.shape)}")
     if A.is_sparse:
         A = A.coalesce()
         rows, cols = A.indices()
         values = A.values()
-        if not torch.isfinite(values).all():
-            raise ValueError("adjacency contains NaN or infinite weights")
+        _check_weights(values)
         flipped = torch.sparse_coo_tensor(
             torch.stack([cols, rows]), values, A.shape, check_invariants=False
         ).coalesce()
@@ -385,9 +459,16 @@ def _edges(A: KnnGraph | torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch
         return rows, cols, values, A.shape[0]
     if not A.is_floating_point():
         A = A.to(torch.float64)
-    if not torch.isfinite(A).all():
-        raise ValueError("adjacency contains NaN or infinite weights")
+    _check_weights(A)
     if not torch.allclose(A, A.T):
         raise ValueError("adjacency must be symmetric (undirected graph)")
     rows, cols = torch.nonzero(A, as_tuple=True)
     return rows, cols, A[rows, cols], A.shape[0]
+
+
+def _check_weights(weights: torch.Tensor) -> None:
+    if not torch.isfinite(weights).all():
+        raise ValueError("adjacency contains NaN or infinite weights")
+    if bool((weights < 0).any()):
+        raise ValueError(f"adjacency has {int((weights < 0).sum())} negative weights; modularity needs weights "
+                         f">= 0 (knn graphs give a negative similarity weight 0, see modgraph.graph)")

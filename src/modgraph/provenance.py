@@ -63,6 +63,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def check_writable(path: Path) -> None:
+    """``ValueError`` unless :func:`atomic_write_bytes` could write ``path`` (its folder is created).
+
+    For callers that write a result at the end of a long computation: check first.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"output {path} is a directory; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".check")
+    except OSError as err:
+        raise ValueError(f"cannot write output {path}: {err.strerror or err}") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Atomically write ``obj`` as indented JSON."""
     atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n").encode())

@@ -24,6 +24,7 @@ import importlib
 import json
 import re
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,6 +51,7 @@ __all__ = [
     "cached_curve",
     "accuracy_percent",
     "CurveStudy",
+    "check_snapshots",
     "model_curves",
     "pretrained_curves",
     "Embeddings",
@@ -251,7 +253,9 @@ def cached(kind: str, config: Mapping[str, Any], compute: Callable[[], Any], *, 
     The cache file is ``data/cache/<kind>/<key>.json`` where ``key`` hashes
     ``config`` (dataclasses become dicts) and :func:`source_hash` of the
     ``code`` modules, so editing that code invalidates the entry. The file
-    stores config, code version and value beside each other.
+    stores config, code version and value beside each other; an entry that
+    cannot be read back with the config and code hash it is filed under
+    (truncated, edited) is recomputed with a warning naming its path.
     """
     if not isinstance(kind, str) or not _NAME.match(kind):
         raise ValueError(f"cache kind must be a plain name like 'curves', got {kind!r}")
@@ -260,7 +264,14 @@ def cached(kind: str, config: Mapping[str, Any], compute: Callable[[], Any], *, 
     key = hashlib.sha256(json.dumps({"config": plain, "code": code_key}, sort_keys=True).encode()).hexdigest()[:20]
     path = paths.cache_dir() / kind / f"{key}.json"
     if path.is_file():
-        return json.loads(path.read_text())["value"]
+        try:
+            entry = json.loads(path.read_text())
+            if entry["config"] == plain and entry["code_hash"] == code_key:
+                return entry["value"]
+            problem = "its config or code hash is not the one it is filed under"
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+            problem = f"{type(err).__name__}: {err}"
+        warnings.warn(f"cache entry {path} is unreadable or corrupted ({problem}); recomputing it", stacklevel=2)
     value = _jsonable(compute(), f"cached {kind} value")
     provenance.atomic_write_json(path, {
         "kind": kind,
@@ -396,6 +407,27 @@ class CurveStudy:
                 "missing": dict(self.missing), "skipped": dict(self.skipped)}
 
 
+def check_snapshots(snapshots: Mapping[str, int], *, recipe: str, epochs: int | None = None) -> dict[str, int]:
+    """``snapshots`` (arch -> last snapshot epoch) as a dict, checked: known model names, ints in ``0..E``.
+
+    ``E`` is the number of epochs of ``recipe`` stretched to ``epochs``; the
+    book checks notebook parameters with it before running anything.
+    """
+    from modgraph.models import MODELS
+    from modgraph.train import get_recipe
+
+    if not isinstance(snapshots, Mapping):
+        raise ValueError(f"snapshots must map architecture -> last snapshot epoch, got {snapshots!r}")
+    base = get_recipe(recipe)
+    total = base.epochs if epochs is None else base.with_epochs(epochs).epochs
+    for arch, last in snapshots.items():
+        MODELS.get(arch)
+        if isinstance(last, bool) or not isinstance(last, int) or not 0 <= last <= total:
+            raise ValueError(f"snapshots[{arch!r}] must be the last snapshot epoch, an int in 0..{total} (recipe "
+                             f"{recipe!r} trains {total} epochs), got {last!r}")
+    return dict(snapshots)
+
+
 def model_curves(
     archs: Sequence[str],
     datasets: Sequence[str],
@@ -418,20 +450,16 @@ def model_curves(
     ``snapshots``: arch -> last epoch ``E``; when the store trains that model
     here it keeps the snapshots of epochs ``0..E`` as well, so that a later
     request for them (Fig. 6(b)) reuses this run instead of training again.
+    Entries for models not in ``archs`` are unused (a profile's list may serve
+    a run restricted to fewer models); they are checked all the same
+    (:func:`check_snapshots`).
     A data set whose files are absent is skipped with the loader's message in
     :attr:`CurveStudy.missing`; any other error propagates.
     """
     from modgraph.data import DatasetNotFoundError, load_dataset
     from modgraph.store import ModelSpec
 
-    snapshots = dict(snapshots or {})
-    unknown = sorted(set(snapshots) - set(archs))
-    if unknown:
-        raise ValueError(f"snapshots names {', '.join(map(repr, unknown))}, not among the archs; "
-                         f"valid: {', '.join(archs)}")
-    for arch, last in snapshots.items():
-        if isinstance(last, bool) or not isinstance(last, int) or last < 0:
-            raise ValueError(f"snapshots[{arch!r}] must be the last snapshot epoch, an int >= 0, got {last!r}")
+    snapshots = check_snapshots(snapshots or {}, recipe=recipe, epochs=epochs)
     curves: dict[str, dict[str, Curve]] = {}
     missing: dict[str, str] = {}
     jobs = [(ds, arch) for ds in datasets for arch in archs]

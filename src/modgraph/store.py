@@ -6,7 +6,7 @@ under ``paths.models_dir()/<arch>-<dataset>-<recipe>-<hash>/``:
 - ``model.pt``: ``{"state_dict", "spec", "meta"}``, ``meta`` being what rebuilds
   the network (arch, num_classes, width, overrides, mean, std);
 - ``snapshots/epoch_XXX.pt``: the weights after epoch XXX (000: initialisation),
-  ``{"state_dict", "epoch", "meta"}``;
+  ``{"state_dict", "epoch", "meta", "spec"}``;
 - ``metrics.json``: spec, hash, resolved recipe, data set, per-epoch history,
   final test accuracy (fraction), wall time, device, hardware, code version
   and the sha256 of every weight file; written last, so its presence marks a
@@ -14,7 +14,10 @@ under ``paths.models_dir()/<arch>-<dataset>-<recipe>-<hash>/``:
 - ``resume.pt`` while training (removed when done).
 
 Later requests verify the sha256s and load in seconds; a corrupted or
-truncated file is retrained with a warning, never loaded. The hash covers the
+truncated file is retrained with a warning, never loaded, and nothing stored is
+deleted before its replacement is complete (:func:`get_model`). One process at
+a time works on a model (:func:`model_lock`): a second request for a model
+being trained waits, then loads it. The hash covers the
 spec with its recipe resolved to all its fields (a changed recipe is a new
 model), but not ``snapshot_epochs``: a stored run serves every request whose
 snapshots it holds; otherwise it is retrained with the union of both sets.
@@ -29,24 +32,29 @@ Register further mappings with ``INITIALISERS.register(name, fn)``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
+import os
 import pickle
 import shutil
+import sys
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping
 
 import torch
+from filelock import FileLock, Timeout
 from torch import nn
 
 from modgraph import paths, provenance
 from modgraph.data import DATASETS, ArrayDataset, load_dataset
+from modgraph.devices import resolve_device
 from modgraph.registry import Registry
-from modgraph.train import RESUME_FILE, Recipe, get_recipe, resolve_device, snapshot_path, train_model
+from modgraph.train import RESUME_FILE, Recipe, get_recipe, snapshot_path, train_model
 
 __all__ = [
     "ModelSpec",
@@ -54,12 +62,16 @@ __all__ = [
     "INITIALISERS",
     "spec_hash",
     "model_dir",
+    "model_lock",
     "get_model",
     "load_checkpoint",
 ]
 
 MODEL_FILE = "model.pt"
 METRICS_FILE = "metrics.json"
+LOCK_SUFFIX = ".lock"
+STAGING_SUFFIX = ".staging"
+PREVIOUS_SUFFIX = ".previous"
 
 INITIALISERS: Registry[Callable[[nn.Module, nn.Module, tuple[str, ...]], Any]] = Registry("initialiser")
 
@@ -217,31 +229,111 @@ class StoredModel:
         return _load_weights(path, self.metrics["model"], device)
 
 
+def model_lock(spec: ModelSpec, *, timeout: float | None = None, progress: bool = True) -> ContextManager[Path]:
+    """Hold the store's lock on ``spec``'s folder (a context manager yielding :func:`model_dir`).
+
+    :func:`get_model` holds it while it verifies, trains or replaces a model,
+    so of several processes asking for the same model one trains and the
+    others wait, then load the stored copy; hold it yourself around anything
+    else that writes into a model folder. The lock is an OS-level advisory
+    lock (``filelock.FileLock``: ``flock`` on POSIX, ``msvcrt.locking`` on
+    Windows) on the file ``<models_dir>/<folder name>.lock``, beside the
+    folder because the folder itself is replaced. The operating system
+    releases it when the holding process exits or dies (``kill -9``, out of
+    memory), so a lock is never stale and a leftover ``.lock`` file means
+    nothing; there is no fallback to a plain lock file, which a crash would
+    leave held. It is re-entrant within a thread and excludes other threads
+    and processes. Across machines (e.g. Slurm jobs sharing a store) it is as
+    good as the shared file system's ``flock``: honoured by NFSv4 and by
+    Lustre or GPFS mounted with ``flock``, where a dead node's lock is freed
+    when its lease expires. ``timeout``: seconds to wait (``None``: no limit),
+    then :class:`TimeoutError`; ``progress``: say on stderr that it waits.
+    """
+    return _locked(model_dir(spec), timeout, progress)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path, timeout: float | None, progress: bool) -> Iterator[Path]:
+    path = folder.with_name(folder.name + LOCK_SUFFIX)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path, is_singleton=True, fallback_to_soft=False)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if progress:
+            print(f"waiting for another process that holds {path} (training or storing {folder.name})",
+                  file=sys.stderr, flush=True)
+        lock.acquire(timeout=-1 if timeout is None else timeout)
+    try:
+        yield folder
+    finally:
+        lock.release()
+
+
 def get_model(spec: ModelSpec, device: str | torch.device | None = None, progress: bool = True) -> StoredModel:
-    """The trained model of ``spec``: from the store when a verified copy exists, else trained and stored."""
+    """The trained model of ``spec``: from the store when a verified copy exists, else trained and stored.
+
+    Holds :func:`model_lock` throughout. A stored model is never deleted
+    before its replacement is complete: retraining (for snapshots it lacks,
+    or because a file is corrupted) happens in ``<folder>.staging/`` (an
+    interrupted retraining resumes there) and the finished run replaces the
+    folder by renames, the old one kept as ``<folder>.previous/`` until the
+    new one is in place.
+    """
     if not isinstance(spec, ModelSpec):
         raise ValueError(f"spec must be a ModelSpec, got {type(spec).__name__}")
     dev = resolve_device(device)
-    folder = model_dir(spec)
-    snaps = set(spec.snapshot_epochs)
+    with model_lock(spec, progress=progress) as folder:
+        _recover(folder)
+        snaps = set(spec.snapshot_epochs)
+        target = folder
+        if (folder / METRICS_FILE).exists():
+            stored, problem, held = _verified(spec, folder, dev)
+            if stored is not None and snaps <= set(held):
+                return stored
+            if stored is not None:
+                warnings.warn(f"stored model {folder.name} holds snapshots {sorted(held)} but {sorted(snaps)} "
+                              f"were requested; retraining with {sorted(snaps | set(held))} beside it",
+                              stacklevel=2)
+            else:
+                warnings.warn(f"stored model {folder} is unusable ({problem}); retraining beside it",
+                              stacklevel=2)
+            snaps |= set(held)
+            target = folder.with_name(folder.name + STAGING_SUFFIX)
+        _train(spec, target, dev, tuple(sorted(snaps)), progress)
+        stored, problem, _ = _verified(spec, target, dev)
+        if stored is None:
+            raise ValueError(f"freshly stored model {target} fails verification: {problem}")
+        if target != folder:
+            _replace(folder, target)
+        return StoredModel(stored.model, spec, folder, stored.metrics, trained=True)
+
+
+def _replace(folder: Path, staged: Path) -> None:
+    """Put the complete run ``staged`` in place of ``folder`` by renames; at every instant one of them is whole."""
+    previous = folder.with_name(folder.name + PREVIOUS_SUFFIX)
+    shutil.rmtree(previous, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, previous)
+    os.replace(staged, folder)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _recover(folder: Path) -> None:
+    """Finish a replacement that a crash interrupted (the caller holds the lock).
+
+    A staged run with its ``metrics.json`` is complete (it holds every snapshot
+    of the folder it replaces) and goes in place; a ``.previous`` folder is
+    dropped once the folder is whole again, and moved back if it is absent.
+    """
+    previous = folder.with_name(folder.name + PREVIOUS_SUFFIX)
+    staged = folder.with_name(folder.name + STAGING_SUFFIX)
+    if previous.is_dir() and not folder.exists():
+        os.replace(previous, folder)
+    if (staged / METRICS_FILE).exists():
+        _replace(folder, staged)
     if (folder / METRICS_FILE).exists():
-        stored, problem, held = _verified(spec, folder, dev)
-        if stored is not None and snaps <= set(held):
-            return stored
-        if stored is not None:
-            warnings.warn(f"stored model {folder.name} holds snapshots {sorted(held)} but {sorted(snaps)} were "
-                          f"requested; retraining with {sorted(snaps | set(held))}", stacklevel=2)
-        else:
-            warnings.warn(f"stored model {folder} is unusable ({problem}); retraining", stacklevel=2)
-        snaps |= set(held)
-        for name in (METRICS_FILE, MODEL_FILE, RESUME_FILE):
-            (folder / name).unlink(missing_ok=True)
-        shutil.rmtree(folder / "snapshots", ignore_errors=True)
-    _train(spec, folder, dev, tuple(sorted(snaps)), progress)
-    stored, problem, _ = _verified(spec, folder, dev)
-    if stored is None:
-        raise ValueError(f"freshly stored model {folder} fails verification: {problem}")
-    return StoredModel(stored.model, spec, folder, stored.metrics, trained=True)
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 def _sha256(path: Path) -> str | None:
@@ -306,7 +398,7 @@ def _read(path: Path) -> Mapping[str, Any]:
     return saved
 
 
-def _load_state(model: nn.Module, state: Any, path: Path, arch: str) -> None:
+def _load_state(model: nn.Module, state: Any, path: Path, arch: str, built: str = "") -> None:
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"checkpoint {path} holds no state dict of tensors")
     own = model.state_dict()
@@ -315,7 +407,7 @@ def _load_state(model: nn.Module, state: Any, path: Path, arch: str) -> None:
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
               if k in state and state[k].shape != v.shape]
     if missing or unexpected or shapes:
-        raise ValueError(f"checkpoint {path} does not fit model {arch!r}: missing {missing[:4]}, "
+        raise ValueError(f"checkpoint {path} does not fit model {arch!r}{built}: missing {missing[:4]}, "
                          f"unexpected {unexpected[:4]}, shape mismatches {shapes[:4]}")
     model.load_state_dict(state)
 
@@ -347,6 +439,7 @@ def _train(spec: ModelSpec, folder: Path, device: torch.device, snaps: tuple[int
     train = load_dataset(spec.dataset, "train", progress=progress)
     test = load_dataset(spec.dataset, "test", progress=progress)
     meta = _model_meta(spec, train)
+    canonical = spec.canonical()
     model = create_model(spec.arch, num_classes=train.num_classes, width=spec.width, mean=train.mean,
                          std=train.std, seed=spec.seed, **dict(spec.overrides))
     _check_fits(model, spec, train)
@@ -355,8 +448,8 @@ def _train(spec: ModelSpec, folder: Path, device: torch.device, snaps: tuple[int
         INITIALISERS.get(spec.init)(parent.model, model, spec.removed)
     folder.mkdir(parents=True, exist_ok=True)
     result = train_model(model, train, test, recipe, seed=spec.seed, device=device, checkpoint_dir=folder,
-                         snapshot_epochs=snaps, snapshot_meta={"meta": meta}, progress=progress)
-    canonical = spec.canonical()
+                         snapshot_epochs=snaps, snapshot_meta={"meta": meta, "spec": canonical},
+                         progress=progress)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     provenance.atomic_torch_save({"state_dict": state, "spec": canonical, "meta": meta}, folder / MODEL_FILE)
     names = [MODEL_FILE] + [snapshot_path(folder, e).relative_to(folder).as_posix() for e in snaps]
@@ -372,43 +465,91 @@ def _train(spec: ModelSpec, folder: Path, device: torch.device, snaps: tuple[int
     (folder / RESUME_FILE).unlink(missing_ok=True)
 
 
-def load_checkpoint(path: str | Path, arch: str | None = None, *, num_classes: int | None = None,
-                    width: float = 1.0, device: str | torch.device | None = None,
+def _checkpoint_file(path: str | Path) -> Path:
+    path = Path(path)
+    file = path / MODEL_FILE if path.is_dir() else path
+    if not file.is_file():
+        what = f"store folder {path} holds no {MODEL_FILE}" if path.is_dir() else f"checkpoint {path} does not exist"
+        raise ValueError(f"{what}; give a store folder, its {MODEL_FILE}, a snapshot or a state-dict file")
+    return file
+
+
+def _recorded(saved: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``meta`` and ``spec`` a checkpoint records (empty when it records none)."""
+    meta, spec = saved.get("meta"), saved.get("spec")
+    return (dict(meta) if isinstance(meta, Mapping) else {}), (dict(spec) if isinstance(spec, Mapping) else {})
+
+
+def checkpoint_info(path: str | Path) -> dict[str, Any]:
+    """What the checkpoint at ``path`` (as for :func:`load_checkpoint`) records about itself.
+
+    ``{"path", "arch", "dataset", "num_classes", "width", "spec"}``, each ``None``
+    where the file does not record it (a bare state dict records nothing).
+    """
+    file = _checkpoint_file(path)
+    return _info(file, _read(file))
+
+
+def _info(file: Path, saved: Mapping[str, Any]) -> dict[str, Any]:
+    meta, spec = _recorded(saved)
+    return {"path": str(file), "arch": meta.get("arch", spec.get("arch")), "dataset": spec.get("dataset"),
+            "num_classes": meta.get("num_classes"), "width": meta.get("width", spec.get("width")),
+            "spec": spec or None}
+
+
+def _check_recorded(path: Path, info: Mapping[str, Any], arch: str | None, dataset: str | None,
+                    num_classes: int | None, width: float | None) -> None:
+    """``ValueError`` naming every recorded property that differs from the caller's expectation."""
+    if arch is not None and info["arch"] is not None and arch.lower() != info["arch"]:
+        raise ValueError(f"checkpoint {path} holds a {info['arch']!r} model, not {arch!r}")
+    wanted = {"dataset": None if dataset is None else DATASETS.get(dataset).name, "num_classes": num_classes,
+              "width": None if width is None else float(width)}
+    bad = [f"{key} {info[key]!r}, not {value!r}" for key, value in wanted.items()
+           if value is not None and info[key] is not None and info[key] != value]
+    if bad:
+        raise ValueError(f"checkpoint {path} was trained with {'; '.join(bad)}: its curve or pruning would "
+                         f"describe another model")
+
+
+def load_checkpoint(path: str | Path, arch: str | None = None, *, dataset: str | None = None,
+                    num_classes: int | None = None, width: float | None = None,
+                    device: str | torch.device | None = None,
                     overrides: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()) -> nn.Module:
     """The model saved at ``path`` (eval mode, on ``device``; ``None``: CUDA when available).
 
     ``path``: a store folder, its ``model.pt`` or a snapshot (which record
-    their architecture; ``arch``, when given, must match), or a bare state
-    dict / ``{"state_dict": ...}`` file of a modgraph model, which needs
-    ``arch`` and is built with ``width``, ``overrides`` and ``num_classes``
-    (default: the rows of the last 2-D weight, i.e. the classifier's).
-    ``ValueError`` naming both architectures when they disagree.
+    their architecture, classes and width, and the store's spec with its data
+    set), or a bare state dict / ``{"state_dict": ...}`` file of a modgraph
+    model, which needs ``arch`` and is built with ``width`` (default 1),
+    ``overrides`` and ``num_classes`` (default: the rows of the last 2-D
+    weight, i.e. the classifier's). ``arch``, ``dataset``, ``num_classes`` and
+    ``width``, when given, must match what the file records: ``ValueError``
+    naming both values otherwise, as for unreadable files.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / MODEL_FILE
-    if not path.is_file():
-        raise ValueError(f"checkpoint {path} does not exist")
-    saved = _read(path)
+    file = _checkpoint_file(path)
     dev = resolve_device(device)
-    meta = saved.get("meta")
-    if isinstance(meta, Mapping) and "arch" in meta:
-        if arch is not None and arch.lower() != meta["arch"]:
-            raise ValueError(f"checkpoint {path} holds a {meta['arch']!r} model, not {arch!r}")
+    saved = _read(file)
+    meta, _ = _recorded(saved)
+    info = _info(file, saved)
+    _check_recorded(file, info, arch, dataset, num_classes, width)
+    if "arch" in meta:
         model = _build(meta)
-        _load_state(model, saved.get("state_dict"), path, meta["arch"])
+        _load_state(model, saved.get("state_dict"), file, meta["arch"])
         return model.to(dev).eval()
     if arch is None:
-        raise ValueError(f"checkpoint {path} does not record its architecture; pass arch=")
+        raise ValueError(f"checkpoint {file} does not record its architecture; pass arch=")
     from modgraph.models import create_model
 
     state = saved.get("state_dict", saved)
+    if not isinstance(state, Mapping):
+        raise ValueError(f"checkpoint {file} holds no state dict of tensors")
     if num_classes is None:
         weights = [v for v in state.values() if isinstance(v, torch.Tensor) and v.ndim == 2]
         if not weights:
-            raise ValueError(f"checkpoint {path} has no 2-D classifier weight; pass num_classes=")
+            raise ValueError(f"checkpoint {file} has no 2-D classifier weight; pass num_classes=")
         num_classes = int(weights[-1].shape[0])
+    width = float(width if width is not None else info["width"] if info["width"] is not None else 1.0)
     pairs = overrides.items() if isinstance(overrides, Mapping) else overrides
     model = create_model(arch, num_classes=num_classes, width=width, **{k: _freeze(v) for k, v in pairs})
-    _load_state(model, state, path, arch)
+    _load_state(model, state, file, arch, f" (width {width:g}, {num_classes} classes)")
     return model.to(dev).eval()

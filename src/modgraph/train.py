@@ -63,6 +63,7 @@ from tqdm.auto import tqdm
 
 from modgraph import provenance
 from modgraph.data import ArrayDataset, augment_batch
+from modgraph.devices import resolve_device
 from modgraph.registry import Registry
 
 __all__ = [
@@ -218,21 +219,6 @@ for _recipe in (
 def get_recipe(name: str) -> Recipe:
     """The registered recipe ``name``; ``ValueError`` listing the valid names."""
     return RECIPES.get(name)
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/``"auto"``: CUDA when available, else CPU; otherwise the named device, checked."""
-    if device is None or (isinstance(device, str) and device.lower() == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"unknown device {device!r}; valid choices: auto, cpu, cuda, cuda:<index>") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {device!r}; valid choices: auto, cpu, cuda, cuda:<index>")
-    return dev
 
 
 def cpu_has_native_bf16() -> bool:

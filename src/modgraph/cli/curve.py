@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import pickle
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from modgraph import paths
+from modgraph import paths, provenance
 from modgraph.graph import SIMILARITIES
 
 DESCRIPTION = """\
@@ -41,7 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     source.add_argument("--recipe", help="training recipe of the stored model (modgraph.train.RECIPES); "
                                          "default: the store's")
     model.add_argument("--epochs", type=int, help="training epochs of the stored model; default: the recipe's")
-    model.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
+    model.add_argument("--width", type=float,
+                       help="channel width multiplier; default: 1 for the store, the one --checkpoint records")
     model.add_argument("--seed", type=int, help="training seed of the stored model; default: the store's")
     curve = parser.add_argument_group("curve")
     curve.add_argument("-n", type=int, default=500, help="images per repeat")
@@ -55,7 +54,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                             "(the authors' code: convolution output before batch norm)")
     curve.add_argument("--split", default="test", choices=("train", "test"), help="data split to sample from")
     runtime = parser.add_argument_group("run")
-    runtime.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    runtime.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N; "
+                                                          "also where the store trains a missing model")
     runtime.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
     runtime.add_argument("--out", type=Path,
                      help="JSON file to write; default: results/curves/<arch>_<dataset>_<settings>.json")
@@ -65,23 +65,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run_curve(args: argparse.Namespace) -> int:
-    """Compute, print and save the curve ``args`` describe."""
-    _check(args)
+    """Compute, print and save the curve ``args`` describe; every cheap check comes before any model work."""
     from modgraph.curve import modularity_curve
-    from modgraph.data import load_dataset
+    from modgraph.data import load_dataset, sample_indices
+    from modgraph.devices import resolve_device
 
-    device = _device(args.device)
+    _check(args)
+    device = resolve_device(args.device)
+    out = args.out or paths.results_dir() / "curves" / f"{_stem(args)}.json"
+    provenance.check_writable(out)
     data = load_dataset(args.dataset, args.split, progress=not args.quiet)
-    model, source = _checkpoint_model(args, data) if args.checkpoint else _stored_model(args)
+    sample_indices(len(data), args.n, args.repeats, args.sample_seed)
+    model, source = _checkpoint_model(args, data, device) if args.checkpoint else _stored_model(args, device)
     images, labels = data.tensors()
-    meta = {"model": args.arch, "arch": args.arch, "dataset": args.dataset, "split": args.split,
-            "width": args.width, **source}
+    meta = {"model": args.arch, "arch": args.arch, "dataset": args.dataset, "split": args.split, **source}
     curve = modularity_curve(
         model, images, labels, n=args.n, k=args.k, repeats=args.repeats, seed=args.sample_seed,
         similarity=args.similarity, tap=args.tap, batch_size=args.batch_size, device=device, meta=meta,
         progress=not args.quiet,
     )
-    out = args.out or paths.results_dir() / "curves" / f"{_stem(args)}.json"
     curve.to_json(out)
     print(curve.table())
     print(f"wrote {out}")
@@ -90,67 +92,46 @@ def run_curve(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> None:
     """Reject inconsistent options before anything is loaded."""
+    from modgraph.models import MODELS
+    from modgraph.models.taps import TAPS
+
     minimums = (("-n", "n", 2), ("-k", "k", 1), ("--repeats", "repeats", 1), ("--batch-size", "batch_size", 1))
     for flag, name, low in minimums:
         if getattr(args, name) < low:
             raise ValueError(f"{flag} must be >= {low}, got {getattr(args, name)}")
     if args.k >= args.n:
         raise ValueError(f"-k must be smaller than -n (each image needs k other images), got k={args.k}, n={args.n}")
+    if args.width is not None and not args.width > 0:
+        raise ValueError(f"--width must be > 0, got {args.width}")
+    MODELS.get(args.arch)
+    TAPS.get(args.tap)
     if args.checkpoint is not None:
         stray = [f"--{name}" for name in ("epochs", "seed") if getattr(args, name) is not None]
         if stray:
             raise ValueError(f"{', '.join(stray)} describe a stored model and do not apply with --checkpoint")
-        if not args.checkpoint.is_file():
-            raise ValueError(f"checkpoint {args.checkpoint} does not exist")
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        from modgraph.features import default_device
+def _checkpoint_model(args: argparse.Namespace, data: Any, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """The ``--checkpoint`` model, checked against ``--arch``, ``--dataset`` and ``--width``, and its provenance."""
+    from modgraph.store import checkpoint_info, load_checkpoint
 
-        return default_device()
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; valid choices: auto, cpu, cuda, cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
-    return device
-
-
-def _checkpoint_model(args: argparse.Namespace, data: Any) -> tuple[nn.Module, dict[str, Any]]:
-    """The ``--arch`` model with the ``--checkpoint`` weights, and its provenance for the curve's meta."""
-    from modgraph.models import create_model
-
-    model = create_model(args.arch, num_classes=data.num_classes, width=args.width, mean=data.mean, std=data.std)
-    try:
-        saved = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        raise ValueError(f"cannot read checkpoint {args.checkpoint}: {str(err).splitlines()[0]}") from None
-    state = saved.get("state_dict", saved) if isinstance(saved, Mapping) else None
-    if not isinstance(state, Mapping):
-        raise ValueError(f"checkpoint {args.checkpoint} holds neither a state dict nor {{'state_dict': ...}}")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        detail = " ".join(str(err).split())[:300]
-        raise ValueError(
-            f"checkpoint {args.checkpoint} does not fit --arch {args.arch} --width {args.width} with "
-            f"{data.num_classes} classes: {detail}"
-        ) from None
-    source: dict[str, Any] = {"checkpoint": str(args.checkpoint)}
-    if isinstance(saved.get("spec"), Mapping):
-        source["spec"] = dict(saved["spec"])
+    model = load_checkpoint(args.checkpoint, args.arch, dataset=args.dataset, num_classes=data.num_classes,
+                            width=args.width, device=device)
+    info = checkpoint_info(args.checkpoint)
+    source: dict[str, Any] = {"checkpoint": str(args.checkpoint), "width": info["width"] or args.width or 1.0}
+    if info["spec"] is not None:
+        source["spec"] = info["spec"]
     return model, source
 
 
-def _stored_model(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
+def _stored_model(args: argparse.Namespace, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """The store's model for the options, trained if it is not stored yet, and its spec."""
     from modgraph.store import ModelSpec, get_model
 
     given = {name: getattr(args, name) for name in ("recipe", "epochs", "seed") if getattr(args, name) is not None}
-    spec = ModelSpec(arch=args.arch, dataset=args.dataset, width=args.width, **given)
-    return get_model(spec).model, {"spec": dataclasses.asdict(spec)}
+    spec = ModelSpec(arch=args.arch, dataset=args.dataset, width=args.width or 1.0, **given)
+    stored = get_model(spec, device=device, progress=not args.quiet)
+    return stored.model, {"width": spec.width, "spec": dataclasses.asdict(spec)}
 
 
 def _stem(args: argparse.Namespace) -> str:
@@ -160,6 +141,6 @@ def _stem(args: argparse.Namespace) -> str:
     else:
         given = [f"{name}{getattr(args, name)}" for name in ("recipe", "epochs", "seed")
                  if getattr(args, name) is not None]
-        source = "-".join([f"w{args.width:g}", *given])
+        source = "-".join([f"w{args.width or 1.0:g}", *given])
     return (f"{args.arch}_{args.dataset}_{source}_{args.split}_n{args.n}_k{args.k}_r{args.repeats}"
             f"_s{args.sample_seed}_{args.similarity}_{args.tap}")

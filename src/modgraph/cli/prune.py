@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     model = parser.add_argument_group("model")
     model.add_argument("--arch", required=True, help="architecture name (a modgraph VGG or ResNet)")
     model.add_argument("--dataset", required=True, help="data set name; sets the classes and the image size")
-    model.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
+    model.add_argument("--width", type=float,
+                       help="channel width multiplier; default: 1, or the one --checkpoint records")
     source = model.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", type=Path, help="weights of the model (a store folder, model.pt or a "
                                                         "state dict); default: the model store")
@@ -52,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     rule.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                       help="a layer adding less modularity than this is redundant")
     runtime = parser.add_argument_group("run")
-    runtime.add_argument("--device", default=None, help="cpu, cuda or cuda:N; default: CUDA when available")
+    runtime.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     runtime.add_argument("--out", type=Path, help="also write the suggestions and complexities to this JSON file")
     runtime.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_prune)
@@ -62,8 +64,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run_prune(args: argparse.Namespace) -> int:
     """Find, explain and measure the pruning ``args`` describe."""
     from modgraph.curve import Curve
-    from modgraph.data import load_dataset
+    from modgraph.data import load_dataset, sample_indices
+    from modgraph.devices import resolve_device
     from modgraph.features import layer_names
+    from modgraph.models.taps import TAPS
     from modgraph.prune import (
         complexity,
         depth_overrides,
@@ -74,15 +78,26 @@ def run_prune(args: argparse.Namespace) -> int:
         select_removable,
     )
 
-    if args.curve is not None and not args.curve.is_file():
-        raise ValueError(f"curve file {args.curve} does not exist")
-    data = load_dataset(args.dataset, "test", progress=not args.quiet)
-    model, source = _model(args, data)
+    device = resolve_device(args.device)
+    if not math.isfinite(args.threshold):
+        raise ValueError(f"--threshold must be a finite number, got {args.threshold}")
+    if args.out is not None:
+        provenance.check_writable(args.out)
+    curve = None
     if args.curve is not None:
+        if not args.curve.is_file():
+            raise ValueError(f"curve file {args.curve} does not exist")
         curve = Curve.from_json(args.curve)
+    else:
+        TAPS.get(args.tap)
+    data = load_dataset(args.dataset, "test", progress=not args.quiet)
+    if curve is None:
+        sample_indices(len(data), args.n, args.repeats, args.sample_seed)
+    model, source = _model(args, data, device)
+    if curve is not None:
         source["curve"] = str(args.curve)
     else:
-        curve = _compute_curve(args, model, data)
+        curve = _compute_curve(args, model, data, device, source["width"])
     tap = curve.meta.get("tap", args.tap)
     if list(curve.layers) != layer_names(model, tap):
         raise ValueError(
@@ -90,6 +105,7 @@ def run_prune(args: argparse.Namespace) -> int:
             f"{', '.join(curve.layers[:4])}, ...; {len(curve.layers)} layers) are not those of --arch {args.arch} "
             f"({', '.join(layer_names(model, tap)[:4])}, ...; {len(layer_names(model, tap))} layers)"
         )
+    curve.check_model(args.arch, args.dataset, source["width"])
     verdicts = redundant_layers(curve, args.threshold)
     removable, refused = select_removable(model, verdicts)
     pruned = prune(model, removable)
@@ -110,7 +126,7 @@ def run_prune(args: argparse.Namespace) -> int:
           f"input {size}, thop multiply-accumulates, FLOPs = 2 x MACs)")
     if args.out is not None:
         provenance.atomic_write_json(args.out, {
-            "config": {"arch": args.arch, "dataset": args.dataset, "width": args.width,
+            "config": {"arch": args.arch, "dataset": args.dataset,
                        "threshold": args.threshold, "tap": tap, **source},
             "curve": curve.to_dict(),
             "verdicts": [dataclasses.asdict(v) for v in verdicts],
@@ -123,30 +139,33 @@ def run_prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model(args: argparse.Namespace, data: Any) -> tuple[nn.Module, dict[str, Any]]:
+def _model(args: argparse.Namespace, data: Any, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """The model to prune and where it came from."""
     from modgraph.models import create_model
-    from modgraph.store import ModelSpec, get_model, load_checkpoint
+    from modgraph.store import ModelSpec, checkpoint_info, get_model, load_checkpoint
 
     stored = {name: getattr(args, name) for name in ("recipe", "epochs", "seed") if getattr(args, name) is not None}
     if stored and (args.checkpoint or args.curve):
         raise ValueError(f"options of a stored model ({', '.join('--' + k for k in stored)}) do not apply with "
                          "--checkpoint or --curve")
     if args.checkpoint is not None:
-        model = load_checkpoint(args.checkpoint, args.arch, num_classes=data.num_classes, width=args.width)
-        return model, {"checkpoint": str(args.checkpoint)}
+        model = load_checkpoint(args.checkpoint, args.arch, dataset=args.dataset, num_classes=data.num_classes,
+                                width=args.width, device=device)
+        width = checkpoint_info(args.checkpoint)["width"] or args.width or 1.0
+        return model, {"checkpoint": str(args.checkpoint), "width": width}
     if args.curve is not None:
-        model = create_model(args.arch, num_classes=data.num_classes, width=args.width, mean=data.mean, std=data.std)
-        return model.eval(), {}
-    spec = ModelSpec(arch=args.arch, dataset=args.dataset, width=args.width, **stored)
-    return get_model(spec, device=args.device, progress=not args.quiet).model, {"spec": dataclasses.asdict(spec)}
+        model = create_model(args.arch, num_classes=data.num_classes, width=args.width or 1.0, mean=data.mean,
+                             std=data.std)
+        return model.eval(), {"width": args.width or 1.0}
+    spec = ModelSpec(arch=args.arch, dataset=args.dataset, width=args.width or 1.0, **stored)
+    stored_model = get_model(spec, device=device, progress=not args.quiet).model
+    return stored_model, {"width": spec.width, "spec": dataclasses.asdict(spec)}
 
 
-def _compute_curve(args: argparse.Namespace, model: nn.Module, data: Any) -> Any:
+def _compute_curve(args: argparse.Namespace, model: nn.Module, data: Any, device: torch.device, width: float) -> Any:
     from modgraph.curve import modularity_curve
 
     images, labels = data.tensors()
-    device = torch.device(args.device) if args.device else None
-    meta = {"arch": args.arch, "dataset": args.dataset, "split": "test", "width": args.width}
+    meta = {"arch": args.arch, "dataset": args.dataset, "split": "test", "width": width}
     return modularity_curve(model, images, labels, n=args.n, k=args.k, repeats=args.repeats, seed=args.sample_seed,
                             tap=args.tap, device=device, meta=meta, progress=not args.quiet)
