@@ -330,14 +330,14 @@ def test_jupyter_parameters_load_the_profile_as_make_figure_does(project):
     assert {k: namespace[k] for k in cell} == expected == {"profile": "smoke", "output": "smoke-custom", "x": 2,
                                                            "items": [3]}
     namespace = dict(cell)
-    book.jupyter_parameters("aa_first", namespace, items=["a"])
-    assert (namespace["x"], namespace["items"]) == (2, ["a"])
+    book.jupyter_parameters("aa_first", namespace, items=[7])
+    assert (namespace["x"], namespace["items"]) == (2, [7])
     book.jupyter_parameters("aa_first", namespace)  # rerun alone: from the cell's values again
     assert (namespace["output"], namespace["x"], namespace["items"]) == ("smoke-custom", 2, [1, 2])
 
 
 def test_jupyter_parameters_leave_injected_parameters_alone(project):
-    injected = {"profile": "smoke", "output": "smoke-custom", "x": 7, "items": ["a"]}
+    injected = {"profile": "smoke", "output": "smoke-custom", "x": 7, "items": [8]}
     namespace = dict(injected)
     book.jupyter_parameters("aa_first", namespace, x=9)
     assert namespace == injected
