@@ -303,7 +303,7 @@ def test_site_config_takes_the_repository_from_one_place():
     assert ci["repository"] == {"url": "https://github.com/o/modgraph", "branch": "main"}
     assert book.site_config(config, {}, "git@github.com:o/m.git")["repository"]["url"] == "https://github.com/o/m"
     bare = book.site_config(config, {}, None)
-    assert "repository" not in bare and "launch_buttons" not in bare and not bare["html"]["use_repository_button"]
+    assert "repository" not in bare and "launch_buttons" not in bare and not any(bare["html"].values())
     assert config["repository"]["url"] == ""
 
 

@@ -20,9 +20,16 @@ def test_format_number_is_never_raw_float_repr():
     assert tables.format_number(float("nan"), 3) == tables.format_number(None, 3) == tables.MISSING
 
 
-def test_format_cell_summarises_long_lists():
+def test_long_lists_and_text_are_summarised_but_kept_whole():
     assert tables.format_cell(["a", "b"]) == "a, b"
-    assert tables.format_cell(list(range(10))) == "0, 1, 2, 3, … (10 in all)"
+    assert tables.format_cell(list(range(10))) == "0, 1, 2, 3, 4, 5, 6, 7, 8, 9"
+    assert tables.summary("0, 1, 2, 3, 4, 5, 6, 7, 8, 9") == "0, 1, 2, 3, … (10 in all)"
+    assert tables.summary("short text") is None
+    prose = "word " * 60
+    assert tables.summary(prose).endswith(" …") and len(tables.summary(prose)) <= tables.LONG_CELL // 2
+    out = tables.to_html(pd.DataFrame({"plateau": [list(range(10))], "reason": [prose.strip()]}))
+    assert "<details><summary>0, 1, 2, 3, … (10 in all)</summary>0, 1, 2, 3, 4, 5, 6, 7, 8, 9</details>" in out
+    assert f"</summary>{prose.strip()}</details>" in out and out.count('<td class="text">') == 1  # the prose; the list is short
     assert tables.format_cell({"pgd": {"nb_iter": 10}}) == "pgd: nb_iter: 10"
     assert tables.format_cell(True) == "yes"
 

@@ -405,6 +405,9 @@ def _https_url(remote: str) -> str:
     return remote.removesuffix("/").removesuffix(".git")
 
 
+_REPOSITORY_BUTTONS = ("use_repository_button", "use_issues_button", "use_edit_page_button")
+
+
 def site_config(config: Mapping[str, Any], environ: Mapping[str, str], remote: str | None) -> dict:
     """The Jupyter Book configuration to build with: ``config`` (``_config.yml``) with its repository.
 
@@ -424,7 +427,7 @@ def site_config(config: Mapping[str, Any], environ: Mapping[str, str], remote: s
     if not repo.get("url"):
         out.pop("repository")
         out.pop("launch_buttons", None)
-        out.setdefault("html", {})["use_repository_button"] = False
+        out.setdefault("html", {}).update(dict.fromkeys(_REPOSITORY_BUTTONS, False))
     return out
 
 

@@ -3,7 +3,7 @@
 :func:`to_html` drops the pandas index column (a meaningful index, such as
 a named one, becomes the first column), prints each numeric column at one
 precision chosen from its magnitude (:func:`column_decimals`), summarises long
-lists (:func:`format_cell`) and colours the verdicts of claims. :func:`install`
+lists and long text behind a click (:func:`summary`) and colours the verdicts of claims. :func:`install`
 makes it the HTML form of every DataFrame shown in the running notebook; the
 book's stylesheet (``book/_static/modgraph.css``) wraps long cells and
 scrolls a table that is still too wide.
@@ -14,19 +14,26 @@ from __future__ import annotations
 import html
 import math
 import numbers
+import textwrap
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["VERDICT_CLASSES", "MAX_LIST", "column_decimals", "format_number", "format_cell", "to_html",
-           "install"]
+__all__ = ["VERDICT_CLASSES", "MAX_LIST", "LONG_CELL", "WIDE_TEXT", "column_decimals", "format_number",
+           "format_cell", "summary", "to_html", "install"]
 
 VERDICT_CLASSES = {"holds": "verdict-holds", "does not hold": "verdict-fails", "not measured": "verdict-unmeasured"}
 """Verdict text (:data:`modgraph.claims.VERDICTS`) -> CSS class that colours it."""
 
 MAX_LIST = 6
-"""A list longer than this is shown as its first items and its length."""
+"""A list longer than this is shown as its first items and its length (the whole list when opened)."""
+
+LONG_CELL = 140
+"""Text longer than this is shown shortened (the whole text when opened)."""
+
+WIDE_TEXT = 40
+"""A cell with more text than this gets a wider column (CSS class ``text``), so its row stays low."""
 
 MISSING = "–"
 """How a missing number (None, NaN) is shown."""
@@ -63,19 +70,44 @@ def format_number(value: float, decimals: int) -> str:
 
 
 def format_cell(value: Any) -> str:
-    """Text of a non-numeric cell: lists joined by commas (long ones summarised), dicts as ``key: value``."""
+    """Text of a non-numeric cell: lists joined by commas, dicts as ``key: value``, booleans yes/no."""
     if _is_missing(value):
         return MISSING
     if isinstance(value, (list, tuple, np.ndarray)):
         items = [format_cell(v) if not _is_number(v) else format_number(v, column_decimals([v])) for v in value]
-        if len(items) > MAX_LIST:
-            return ", ".join(items[:MAX_LIST - 2]) + f", … ({len(items)} in all)"
         return ", ".join(items)
     if isinstance(value, dict):
         return "; ".join(f"{k}: {format_cell(v)}" for k, v in value.items())
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
     return str(value)
+
+
+def summary(text: str) -> str | None:
+    """The short form a long cell shows until it is opened, or None when ``text`` is short enough.
+
+    A list of more than :data:`MAX_LIST` comma-separated items shows its first
+    items and their number; other text longer than :data:`LONG_CELL`
+    characters is cut at a word.
+    """
+    items = text.split(", ")
+    if len(items) > MAX_LIST:
+        return ", ".join(items[:MAX_LIST - 2]) + f", … ({len(items)} in all)"
+    if len(text) > LONG_CELL:
+        return textwrap.shorten(text, LONG_CELL // 2, placeholder=" …")
+    return None
+
+
+def _cell_html(css: str, text: str) -> str:
+    body = html.escape(text)
+    if css == "num":
+        return f'<td class="num">{body}</td>'
+    if css.startswith("verdict-"):
+        return f'<td><span class="verdict {css}">{body}</span></td>'
+    short = summary(text)
+    if short is not None:
+        body = f"<details><summary>{html.escape(short)}</summary>{body}</details>"
+    return f'<td class="text">{body}</td>' if len(text) > WIDE_TEXT else f"<td>{body}</td>"
 
 
 def _without_index(frame: pd.DataFrame) -> pd.DataFrame:
@@ -101,15 +133,7 @@ def to_html(frame: pd.DataFrame) -> str:
         else:
             columns.append([(VERDICT_CLASSES.get(v, "") if isinstance(v, str) else "", format_cell(v))
                             for v in values])
-    rows = []
-    for cells in zip(*columns):
-        tds = []
-        for css, text in cells:
-            body = html.escape(text)
-            if css.startswith("verdict-"):
-                body = f'<span class="verdict {css}">{body}</span>'
-            tds.append(f'<td class="num">{body}</td>' if css == "num" else f"<td>{body}</td>")
-        rows.append("<tr>" + "".join(tds) + "</tr>")
+    rows = ["<tr>" + "".join(_cell_html(css, text) for css, text in cells) + "</tr>" for cells in zip(*columns)]
     return (f'<div class="modgraph-table-wrap"><table class="modgraph-table">'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
 
