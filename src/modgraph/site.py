@@ -119,8 +119,6 @@ def _verdict_html(text: str) -> str:
     return f'<span class="verdict {VERDICT_CLASSES[text]}">{html.escape(text)}</span>'
 
 
-def _value_html(value: float | None) -> str:
-    return html.escape(format_number(value, column_decimals([value]) if value is not None else 0))
 
 
 def _totals_html(counts: Mapping[str, int]) -> str:
@@ -150,8 +148,10 @@ def claims_page(chapters: Sequence[tuple[str, str, Mapping[str, Any] | None]], p
         if payload is None:
             lines += ["<p>This chapter wrote no results file.</p>", ""]
             continue
+        decimals = column_decimals([c["value"] for c in claims if c["value"] is not None])
         rows = "".join(
-            f"<tr><td>{html.escape(c['claim'])}</td><td class=\"num\">{_value_html(c['value'])}</td>"
+            f"<tr><td>{html.escape(c['claim'])}</td>"
+            f"<td class=\"num\">{html.escape(format_number(c['value'], decimals))}</td>"
             f"<td>{html.escape(c['op'])} {html.escape(format(c['threshold'], 'g'))}</td>"
             f"<td>{_verdict_html(verdict(c['holds'], c['value']))}</td>"
             f"<td>{html.escape(c.get('source', ''))}</td></tr>" for c in claims)
