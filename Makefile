@@ -12,14 +12,14 @@ BOOK_FLAGS := $(if $(filter 1 yes true,$(FORCE)),--force)
 # A team copy of CIFAR-10 (one folder per class, JPEG), unpacked into data/ when data/cifar10 is absent.
 SHARED_CIFAR10 ?= ../shared/datasets/cifar10-jpeg.tar.gz
 
-.PHONY: setup shared-data test book figure lab clean clean-models help
+.PHONY: setup shared-data browser test book figure lab clean clean-models help
 
 help:
 	@echo "make book [PROFILE=smoke|quick|fast|paper]   execute changed notebooks, build the book"
 	@echo "          [FORCE=1]                          execute a GPU profile's stale notebooks without CUDA"
 	@echo "make figure NB=01_curves P='-p k 5'          rerun one notebook with overrides, rebuild"
 	@echo "          P=\"-p archs '[vgg11]'\" or P='-p archs [vgg11, vgg16]'   values are YAML"
-	@echo "make test                                     unit tests + the smoke book"
+	@echo "make test                                     unit tests, the smoke book, its browser test"
 	@echo "make lab                                      JupyterLab on notebooks/ with the project's kernel"
 	@echo "make setup | clean | clean-models"
 
@@ -37,9 +37,18 @@ shared-data:
 		echo "unpacking $(SHARED_CIFAR10) into data/"; mkdir -p data && tmp=$$(mktemp -d data/.unpack.XXXXXX) && \
 		tar -xzf "$(SHARED_CIFAR10)" -C $$tmp && mv $$tmp/cifar10 data/cifar10 && rm -rf $$tmp; fi
 
-test: setup shared-data
+# Debian's headless Chromium and its driver for the browser test (installed with apt-get when absent).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		echo "installing chromium and chromium-driver (Debian packages) for the browser test"; \
+		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver; }
+
+# Unit tests, then the whole smoke book, then the built book opened in headless Chromium.
+test: setup shared-data browser
 	$(BIN)/python -m pytest -q
 	$(BIN)/python -m modgraph.book build --profile smoke
+	$(BIN)/python -m pytest -q -m browser tests/test_book_browser.py
 
 book: setup shared-data
 	$(BIN)/python -m modgraph.book build --profile $(PROFILE) $(BOOK_FLAGS)

@@ -423,3 +423,58 @@ def test_cli_takes_a_value_split_into_words_by_the_shell(project, fake_execute, 
         assert fake_execute[-1][1]["items"] == [4, 5] and fake_execute[-1][1]["x"] == 3
     assert book.main(["figure", "aa_first", "--profile", "smoke", "-p", "x", "null"]) == 2
     assert "expects int (default 1), got null" in capsys.readouterr().err
+
+
+def test_prepare_page_hides_settings_cells_only():
+    nb = {"cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": "# T"},
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "k = 3"},
+        {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "source": "k = 5"},
+        {"cell_type": "code", "metadata": {}, "source": ["sec = report.Section.from_notebook(", "'x', globals())"]},
+        {"cell_type": "code", "metadata": {}, "source": "study = model_curves()"},
+    ]}
+    page = book.prepare_page(nb)
+    assert [c["metadata"].get("tags") for c in page["cells"]] == [
+        None, ["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], ["hide-input"], None]
+    assert nb["cells"][1]["metadata"]["tags"] == ["parameters"]  # the executed notebook is left as it is
+    assert book.prepare_page(page) == page
+
+
+def test_site_config_takes_the_repository_from_one_place():
+    config = {"repository": {"url": "", "branch": "main"}, "launch_buttons": {"colab_url": "c"},
+              "html": {"use_repository_button": True}}
+    fixed = book.site_config({**config, "repository": {"url": "https://example.org/a/b"}}, {}, "git@x:y/z.git")
+    assert fixed["repository"]["url"] == "https://example.org/a/b"
+    ci = book.site_config(config, {"GITHUB_REPOSITORY": "o/modgraph", "GITHUB_SERVER_URL": "https://github.com"},
+                          None)
+    assert ci["repository"] == {"url": "https://github.com/o/modgraph", "branch": "main"}
+    assert book.site_config(config, {}, "git@github.com:o/m.git")["repository"]["url"] == "https://github.com/o/m"
+    bare = book.site_config(config, {}, None)
+    assert "repository" not in bare and "launch_buttons" not in bare and not any(bare["html"].values())
+    assert config["repository"]["url"] == ""
+
+
+def test_staging_writes_the_claims_page_and_publishes_results(project):
+    toc = yaml.safe_load((project / "_toc.yml").read_text())
+    toc["chapters"].insert(0, {"file": "claims"})
+    (project / "_toc.yml").write_text(yaml.safe_dump(toc))
+    figure = project / "results/smoke/figures/aa_first/fig1.png"
+    figure.parent.mkdir(parents=True)
+    figure.write_bytes(b"png")
+    claims = [{"claim": "rises", "quantity": "rho", "value": 0.9, "op": ">", "threshold": 0.5, "holds": True},
+              {"claim": "flat", "quantity": "x", "value": None, "op": ">", "threshold": 0.0, "holds": False}]
+    (project / "results/smoke/aa_first.json").write_text(json.dumps(
+        {"profile": "smoke", "claims": claims, "figures": ["results/smoke/figures/aa_first/fig1.png"]}))
+    for name in ("aa_first", "bb_second"):
+        write_notebook(project / "results/smoke" / f"{name}.ipynb", name)
+    index = book.build_html("smoke", {n: project / "results/smoke" / f"{n}.ipynb" for n in ("aa_first", "bb_second")},
+                            progress=False)
+    page = (project / "_build/smoke/src/claims.md").read_text()
+    assert "## [aa\\_first](notebooks/aa_first.ipynb)" in page and 'data-total="2"' in page
+    assert page.count("This chapter wrote no results file.") == 1  # bb_second
+    html = index.parent
+    assert (html / "claims.html").is_file()
+    assert (html / "results/smoke/aa_first.json").is_file() and (html / "results/smoke/figures/aa_first/fig1.png")\
+        .read_bytes() == b"png"
+    staged = json.loads((project / "_build/smoke/src/notebooks/aa_first.ipynb").read_text())
+    assert staged["cells"][1]["metadata"]["tags"] == ["parameters", "remove-cell"]

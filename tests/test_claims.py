@@ -53,11 +53,18 @@ def test_threshold_must_be_finite_number(threshold):
 def test_claims_table_reports_computed_verdicts():
     rows = [check("a", "qa", 0.9, ">", 0.5), check("b", "qb", 0.1, ">", 0.5), check("c", "qc", None, ">", 0.5)]
     table = claims_table(rows)
-    assert list(table["verdict"]) == ["holds", "does not hold", "does not hold"]
+    assert list(table["verdict"]) == ["holds", "does not hold", "not measured"]
     assert list(table["test"]) == ["> 0.5"] * 3
     assert table.loc[2, "reason"].startswith("not measured")
     assert list(table.columns) == ["claim", "measured quantity", "value", "test", "verdict", "reason", "source"]
     assert claims_table([]).empty
+
+
+def test_verdict_reads_claims_and_their_json_alike():
+    for c in (check("a", "q", 0.9, ">", 0.5), check("b", "q", 0.1, ">", 0.5), check("c", "q", None, ">", 0.5)):
+        d = c.as_dict()
+        assert claims.verdict(c.holds, c.value) == claims.verdict(d["holds"], d["value"])
+    assert [claims.verdict(True, 1.0), claims.verdict(False, 1.0), claims.verdict(False, None)] == list(claims.VERDICTS)
 
 
 def test_claims_table_rejects_non_claims():

@@ -50,13 +50,24 @@ def test_unknown_axis_and_empty_input_are_rejected():
         curve_plots.curve_grid({}, title="t")
 
 
-def test_curve_grid_one_panel_per_entry_and_text_panels():
+def test_curve_grid_draws_measured_panels_only():
     fig = curve_plots.curve_grid({"cifar10": {"A": make_curve([[0.1, 0.2]])}, "cifar100": "data set absent"},
                                  title=plots.paper_title("4", "curves"), ncols=3)
     visible = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title() for ax in visible] == ["cifar10", "cifar100: not measured"]
-    assert "data set absent" in visible[1].texts[0].get_text()
+    assert [ax.get_title() for ax in visible] == ["cifar10"]
+    assert not any(ax.texts for ax in visible)
     assert fig._suptitle.get_text() == "Fig. 4 (paper): curves"
+
+
+def test_curve_grid_without_curves_is_not_drawn(tmp_path):
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    result = curve_plots.curve_grid({"imagenet50": "no images", "cifar100": "absent"}, title="t")
+    assert isinstance(result, plots.NotDrawn) and "imagenet50, cifar100: not measured" in result.reason
+    assert plt.get_fignums() == before  # no empty frame was made
+    (tmp_path / "fig5.png").write_bytes(b"old")
+    assert plots.save_figure(result, "fig5", tmp_path) == [] and not list(tmp_path.iterdir())
 
 
 def test_paper_title_needs_figure_number():

@@ -3,6 +3,7 @@
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +21,10 @@ def test_section_writes_params_records_claims_figures_and_provenance(home):
     import matplotlib.pyplot as plt
 
     sec = report.Section("01_curves", "smoke", {"k": 3, "archs": ["vgg11"]})
-    assert "Profile `smoke`" in sec._repr_markdown_() and "| `k` | `3` |" in sec._repr_markdown_()
+    header = sec._repr_html_()
+    assert "Profile <code>smoke</code>" in header and "<td><code>k</code></td><td><code>3</code></td>" in header
+    assert "<code>[vgg11]</code>" in header and str(home) not in header
+    assert sec.rerun_command == "make figure NB=01_curves PROFILE=smoke P='-p k 3 -p archs \"[vgg11]\"'"
     fig, ax = plt.subplots()
     ax.plot([1, 2])
     written = sec.save_figure(fig, "fig4_cifar10")
@@ -30,7 +34,7 @@ def test_section_writes_params_records_claims_figures_and_provenance(home):
     sec.record("rho", np.float32(0.75))
     sec.record("missing", float("nan"))
     table = sec.claims([claims.check("rises", "rho", 0.75, ">", 0.5), claims.check("other", "x", None, ">", 0.5)])
-    assert list(table["verdict"]) == ["holds", "does not hold"]
+    assert list(table["verdict"]) == ["holds", "not measured"]
     done = sec.finish()
     data = json.loads((home / "results/smoke/01_curves.json").read_text())
     assert data == done.payload | {"params": {"k": 3, "archs": ["vgg11"]}}
@@ -40,7 +44,40 @@ def test_section_writes_params_records_claims_figures_and_provenance(home):
                                "results/smoke/figures/01_curves/fig4_cifar10.pdf"]
     assert {"code_version", "hardware", "started", "wall_s"} <= set(data["provenance"])
     text = done._repr_markdown_()
-    assert "claims: 1 of 2 hold" in text and data["provenance"]["code_version"] in text
+    assert "claims: 2 (1 holds, 1 not measured)" in text and data["provenance"]["code_version"] in text
+    assert "`k`" not in text  # the parameters are shown once, at the top of the page
+
+
+def test_section_in_a_notebook_shows_figure_links_and_missing_figures(home, monkeypatch):
+    import matplotlib.pyplot as plt
+    from IPython.display import HTML, Markdown
+
+    from modgraph import plots, tables
+
+    shown = []
+    monkeypatch.setattr(tables, "install", lambda: True)
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    monkeypatch.setattr(report.warnings, "formatwarning", report.warnings.formatwarning)
+    sec = report.Section("01_curves", "smoke", {"k": 3})
+    fig, ax = plt.subplots()
+    sec.save_figure(fig, "fig4")
+    assert shown[0] is fig and not plt.fignum_exists(fig.number)  # shown once, here, then closed
+    footer = shown[1].data
+    assert isinstance(shown[1], HTML)
+    for href in ("../results/smoke/figures/01_curves/fig4.png", "../results/smoke/figures/01_curves/fig4.pdf",
+                 "../results/smoke/01_curves.json"):
+        assert f'href="{href}"' in footer
+    assert "make figure NB=01_curves PROFILE=smoke P=&#x27;-p k 3&#x27;" in footer
+    assert sec.save_figure(plots.NotDrawn("imagenet50: not measured"), "fig5") == []
+    assert isinstance(shown[2], Markdown) and "{admonition} Figure fig5 not drawn" in shown[2].data
+    assert "results/smoke/figures/01_curves/fig5.png" not in sec.figures
+
+
+def test_page_warnings_name_no_machine_folders(home):
+    inside = report._page_warning(UserWarning("w"), UserWarning, str(home / "src/modgraph/x.py"), 3)
+    assert inside == "src/modgraph/x.py:3: UserWarning: w\n"
+    outside = report._page_warning("w", RuntimeWarning, str(Path(sys.path[-1]) / "pkg" / "mod.py"), 7)
+    assert outside == "pkg/mod.py:7: RuntimeWarning: w\n"
 
 
 def test_output_redirects_results(home):
@@ -193,7 +230,9 @@ def test_model_curves_reports_absent_data_sets(fake_store):
     assert "imagenet" in study.missing["imagenet50"]
     panels = study.panels()
     assert list(panels) == ["digits", "imagenet50"] and panels["imagenet50"] == study.missing["imagenet50"]
-    assert "imagenet50: not measured." in study._repr_markdown_()
+    note = study._repr_markdown_()
+    assert ":::{admonition} imagenet50: not measured\n:class: warning\n" in note
+    assert "data/imagenet/val" in note and str(paths.root()) not in note  # project-relative paths only
     verdicts = study.claims(source="Fig. 4")
     assert len(verdicts) == 6 and all(not c.holds for c in verdicts[3:])
     assert verdicts[3].reason == study.missing["imagenet50"]

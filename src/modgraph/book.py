@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping, MutableMapping, Sequence
 
 import yaml
 
-from modgraph import paths, provenance
+from modgraph import paths, provenance, site
 from modgraph.registry import Registry
 
 __all__ = [
@@ -52,6 +52,9 @@ __all__ = [
     "stamp",
     "stale_reason",
     "execute_notebook",
+    "PAGE_TAGS",
+    "prepare_page",
+    "site_config",
     "build_html",
     "run_book",
     "run_figure",
@@ -122,18 +125,17 @@ def get_profile(name: str) -> Profile:
                    {str(k): v for k, v in raw.items()})
 
 
-def notebook_names(toc: Path | None = None) -> list[str]:
-    """The notebooks listed in ``_toc.yml`` (entries ``notebooks/<name>``), in book order."""
-    toc = toc or paths.root() / "_toc.yml"
+def _toc_files(toc: Path) -> list[str]:
+    """Every ``root`` and ``file`` entry of a table of contents, in order."""
     if not toc.is_file():
         raise ValueError(f"no table of contents at {toc}")
-    names: list[str] = []
+    files: list[str] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            file = node.get("file")
-            if isinstance(file, str) and Path(file).parent.as_posix() == "notebooks":
-                names.append(Path(file).stem)
+            for key in ("root", "file"):
+                if isinstance(node.get(key), str):
+                    files.append(node[key])
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -144,7 +146,13 @@ def notebook_names(toc: Path | None = None) -> list[str]:
         walk(yaml.safe_load(toc.read_text()))
     except yaml.YAMLError as err:
         raise ValueError(f"{toc} is not valid YAML: {err}") from None
-    return names
+    return files
+
+
+def notebook_names(toc: Path | None = None) -> list[str]:
+    """The notebooks listed in ``_toc.yml`` (entries ``notebooks/<name>``), in book order."""
+    files = _toc_files(toc or paths.root() / "_toc.yml")
+    return [Path(f).stem for f in files if Path(f).parent.as_posix() == "notebooks"]
 
 
 def _template(notebook: str) -> Path:
@@ -409,32 +417,146 @@ def execute_notebook(notebook: str, params: Mapping[str, Any], output: str, *, p
     return time.perf_counter() - start
 
 
-def _sync_file(src: Path, dst: Path) -> None:
-    if dst.is_file() and filecmp.cmp(src, dst, shallow=False):
+PAGE_TAGS = {"parameters": "remove-cell", "injected-parameters": "remove-cell"}
+"""Cell tag set by papermill -> the Jupyter Book tag the page gets: the settings cells are not shown (the
+chapter's first output lists the parameters it ran with, :meth:`modgraph.report.Section._repr_html_`)."""
+
+_SETUP = re.compile(r"\bSection\.from_notebook\(")
+
+
+def prepare_page(nb: dict) -> dict:
+    """An executed notebook (nbformat JSON) as its page shows it, as a new dict.
+
+    The ``parameters`` and papermill's ``injected-parameters`` cells are
+    removed (:data:`PAGE_TAGS`); the input of the setup cell (the one that
+    creates the :class:`modgraph.report.Section`, whose output is the
+    parameter table) is collapsed behind a toggle (``hide-input``).
+    """
+    out = json.loads(json.dumps(nb))
+    for cell in out.get("cells", []):
+        tags = list(cell.get("metadata", {}).get("tags", []))
+        added = [PAGE_TAGS[t] for t in tags if t in PAGE_TAGS]
+        source = "".join(cell.get("source", ""))
+        if cell.get("cell_type") == "code" and not added and _SETUP.search(source):
+            added.append("hide-input")
+        if added:
+            cell.setdefault("metadata", {})["tags"] = tags + [t for t in dict.fromkeys(added) if t not in tags]
+    return out
+
+
+def _git_remote() -> str | None:
+    try:
+        result = subprocess.run(["git", "-C", str(paths.root()), "remote", "get-url", "origin"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def _https_url(remote: str) -> str:
+    remote = re.sub(r"^git@([^:]+):", r"https://\1/", remote.strip())
+    remote = re.sub(r"^ssh://git@", "https://", remote)
+    return remote.removesuffix("/").removesuffix(".git")
+
+
+_REPOSITORY_BUTTONS = ("use_repository_button", "use_issues_button", "use_edit_page_button")
+
+
+def site_config(config: Mapping[str, Any], environ: Mapping[str, str], remote: str | None) -> dict:
+    """The Jupyter Book configuration to build with: ``config`` (``_config.yml``) with its repository.
+
+    The repository (its button, and the Binder/Colab launch buttons of the
+    chapters) is ``repository.url`` of ``_config.yml`` when set there; else
+    the GitHub repository a workflow runs in (``GITHUB_SERVER_URL`` /
+    ``GITHUB_REPOSITORY``); else the git remote ``origin``. Without any, the
+    buttons are switched off.
+    """
+    out = json.loads(json.dumps(dict(config)))
+    repo = out.setdefault("repository", {})
+    if not repo.get("url"):
+        if environ.get("GITHUB_REPOSITORY"):
+            repo["url"] = f"{environ.get('GITHUB_SERVER_URL', 'https://github.com')}/{environ['GITHUB_REPOSITORY']}"
+        elif remote:
+            repo["url"] = _https_url(remote)
+    if not repo.get("url"):
+        out.pop("repository")
+        out.pop("launch_buttons", None)
+        out.setdefault("html", {}).update(dict.fromkeys(_REPOSITORY_BUTTONS, False))
+    return out
+
+
+def _page_title(nb: Mapping[str, Any], name: str) -> str:
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "markdown":
+            match = re.search(r"^# (.+)$", "".join(cell.get("source", "")), re.M)
+            if match:
+                return match.group(1).strip()
+    return name
+
+
+def _write_if_changed(dst: Path, data: bytes) -> None:
+    if dst.is_file() and dst.read_bytes() == data:
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(src, dst)
+    dst.write_bytes(data)
+
+
+def _results_of(page: Path) -> dict | None:
+    """The results JSON an executed page wrote (``results/<output>/<name>.json``), or None."""
+    path = page.with_suffix(".json")
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"cannot build the book: {paths.relative(path)} is not valid JSON ({err})") from None
 
 
 def _stage(tag: str, pages: Mapping[str, Path]) -> Path:
-    """Copy ``_config.yml``, ``_toc.yml``, ``book/`` and the executed pages into ``_build/<tag>/src``."""
+    """Write ``_config.yml`` (:func:`site_config`), ``_toc.yml``, ``book/``, the executed pages
+    (:func:`prepare_page`) and, when the TOC lists it, the claims page into ``_build/<tag>/src``."""
     src = paths.build_dir() / tag / "src"
     root = paths.root()
-    wanted: dict[Path, Path] = {src / name: root / name for name in ("_config.yml", "_toc.yml")}
+    origins = [root / "_config.yml", root / "_toc.yml", *pages.values()]
     book = root / "book"
-    if book.is_dir():
-        wanted.update({src / "book" / p.relative_to(book): p for p in book.rglob("*") if p.is_file()})
-    wanted.update({src / "notebooks" / f"{name}.ipynb": path for name, path in pages.items()})
-    for dst, origin in wanted.items():
+    files = {src / "book" / p.relative_to(book): p for p in book.rglob("*") if p.is_file()} if book.is_dir() else {}
+    for origin in origins + list(files.values()):
         if not origin.is_file():
             raise ValueError(f"cannot build the book: {origin} does not exist")
-        _sync_file(origin, dst)
+    config = site_config(yaml.safe_load((root / "_config.yml").read_text()) or {}, os.environ, _git_remote())
+    contents: dict[Path, bytes] = {
+        src / "_config.yml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True).encode(),
+        src / "_toc.yml": (root / "_toc.yml").read_bytes(),
+        **{dst: origin.read_bytes() for dst, origin in files.items()},
+    }
+    executed = {name: json.loads(path.read_text()) for name, path in pages.items()}
+    for name, nb in executed.items():
+        contents[src / site.PAGES_DIR / f"{name}.ipynb"] = json.dumps(prepare_page(nb), indent=1).encode()
+    if site.CLAIMS_PAGE in _toc_files(root / "_toc.yml"):
+        chapters = [(name, _page_title(executed[name], name), _results_of(path)) for name, path in pages.items()]
+        profile = next((p["profile"] for _, _, p in chapters if p), tag)
+        contents[src / f"{site.CLAIMS_PAGE}.md"] = site.claims_page(chapters, profile).encode()
+    for dst, data in contents.items():
+        _write_if_changed(dst, data)
     for path in sorted(src.rglob("*"), reverse=True):
-        if path.is_file() and path not in wanted:
+        if path.is_file() and path not in contents:
             path.unlink()
         elif path.is_dir() and not any(path.iterdir()):
             path.rmdir()
     return src
+
+
+def _publish_results(html: Path, pages: Mapping[str, Path]) -> None:
+    """Copy each page's results JSON and the figures it lists into the site, at their project-relative paths."""
+    for page in pages.values():
+        payload = _results_of(page)
+        if payload is None:
+            continue
+        for rel in [paths.relative(page.with_suffix(".json")), *payload.get("figures", [])]:
+            origin = paths.root() / rel
+            if origin.is_file():
+                dst = html / rel
+                if not (dst.is_file() and filecmp.cmp(origin, dst, shallow=False)):
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(origin, dst)
 
 
 def build_html(tag: str, pages: Mapping[str, Path], *, progress: bool = True) -> Path:
@@ -450,6 +572,7 @@ def build_html(tag: str, pages: Mapping[str, Path], *, progress: bool = True) ->
     warnings = [line for line in lines if "WARNING" in line]
     if progress and warnings:
         print(f"jupyter-book: {len(warnings)} warning(s); first: {warnings[0]}", file=sys.stderr)
+    _publish_results(out / "_build" / "html", pages)
     return out / "_build" / "html" / "index.html"
 
 

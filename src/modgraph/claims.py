@@ -28,6 +28,8 @@ __all__ = [
     "Claim",
     "COMPARISONS",
     "check",
+    "VERDICTS",
+    "verdict",
     "claims_table",
     "depth_spearman",
     "last_layer_gap",
@@ -104,6 +106,21 @@ def check(
     return Claim(claim, quantity, value, op, float(threshold), bool(compare(value, threshold)), "", source)
 
 
+VERDICTS = ("holds", "does not hold", "not measured")
+"""The verdicts a claim can get, as the tables and the book show them."""
+
+
+def verdict(holds: bool, value: float | None) -> str:
+    """``"holds"``, ``"does not hold"``, or ``"not measured"`` (``value`` None or NaN; such a claim never holds).
+
+    Works for a :class:`Claim` (``verdict(c.holds, c.value)``) and for its
+    JSON form in a results file (``verdict(d["holds"], d["value"])``).
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return VERDICTS[2]
+    return VERDICTS[0] if holds else VERDICTS[1]
+
+
 def claims_table(claims: Iterable[Claim]) -> pd.DataFrame:
     """One row per claim: claim, quantity, measured value, test, verdict, reason, source."""
     rows = []
@@ -115,7 +132,7 @@ def claims_table(claims: Iterable[Claim]) -> pd.DataFrame:
             "measured quantity": c.quantity,
             "value": c.value,
             "test": f"{c.op} {c.threshold:g}",
-            "verdict": "holds" if c.holds else "does not hold",
+            "verdict": verdict(c.holds, c.value),
             "reason": c.reason,
             "source": c.source,
         })

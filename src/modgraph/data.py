@@ -381,11 +381,12 @@ def _cifar_builder(name: str) -> Callable[[str, bool], tuple[np.ndarray, np.ndar
             _download_cifar(name, root)
         if folder.is_dir():
             return (*_read_cifar_pickle(folder, name, split), f"python pickle {folder}")
+        where = paths.relative(root)
         raise DatasetNotFoundError(
-            f"no {name} data found and {_DOWNLOAD_HOST[0]} is unreachable. Put one of these under {root}: "
-            f"(1) an image tree {root / name}/{{train,test}}/<class>/*.jpg|png; "
-            f"(2) an archive {root}/{name}.tar.gz (or {name}-*.tar[.gz]) holding train/<class>/... and "
-            f"test/<class>/...; (3) the official python release folder {folder}/ "
+            f"no {name} data found and {_DOWNLOAD_HOST[0]} is unreachable. Put one of these under {where}/: "
+            f"(1) an image tree {where}/{name}/{{train,test}}/<class>/*.jpg|png; "
+            f"(2) an archive {where}/{name}.tar.gz (or {name}-*.tar[.gz]) holding train/<class>/... and "
+            f"test/<class>/...; (3) the official python release folder {paths.relative(folder)}/ "
             f"(from {'cifar-10-python.tar.gz' if name == 'cifar10' else 'cifar-100-python.tar.gz'})")
 
     return build
@@ -419,7 +420,8 @@ def load_image_folder(root: str | Path, classes: Iterable[str] | None = None, si
     """
     root = Path(root)
     if not root.is_dir():
-        raise DatasetNotFoundError(f"image folder {root} does not exist; expected {root}/<class>/*.jpg")
+        where = paths.relative(root)
+        raise DatasetNotFoundError(f"image folder {where} does not exist; expected {where}/<class>/*.jpg")
     transform = None if size is None else _resize_centre_crop(size)
     images, labels, names = _read_tree(root, classes, transform, progress)
     return ArrayDataset(name or root.name, split, images, labels, names, mean, std, f"image tree {root}")
@@ -446,11 +448,14 @@ def _resize_centre_crop(size: int) -> Callable:
 def _build_imagenet50(split: str, progress: bool) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
     root = paths.datasets_dir() / "imagenet" / ("train" if split == "train" else "val")
     if not root.is_dir():
-        raise DatasetNotFoundError(f"imagenet50 needs ImageNet's {root.name} split as {root}/<wnid>/*.JPEG "
-                                   f"(1000 WordNet-id folders); {root} does not exist")
+        where = paths.relative(root)
+        raise DatasetNotFoundError(f"imagenet50 needs ImageNet's {root.name} split as {where}/<wnid>/*.JPEG "
+                                   f"(1000 WordNet-id folders); {where} does not exist. ImageNet (ILSVRC2012) "
+                                   f"is downloaded from https://image-net.org after registering; sort its "
+                                   f"{root.name} images into one folder per WordNet id")
     wnids = [p.name for p in _class_dirs(root)]
     if len(wnids) != 1000:
-        raise ValueError(f"{root} has {len(wnids)} class folders; imagenet50 needs all 1000 ImageNet "
+        raise ValueError(f"{paths.relative(root)} has {len(wnids)} class folders; imagenet50 needs all 1000 ImageNet "
                          f"WordNet ids (it takes every 20th of the sorted list)")
     data = load_image_folder(root, wnids[::20], 224, progress=progress)
     return data.images, data.labels, data.classes, data.source

@@ -21,6 +21,7 @@ __all__ = [
     "build_dir",
     "notebooks_dir",
     "params_dir",
+    "relative",
 ]
 
 
@@ -33,6 +34,19 @@ def root() -> Path:
     if (checkout / "pyproject.toml").is_file() and (checkout / "src" / "modgraph").is_dir():
         return checkout
     return Path.cwd().resolve()
+
+
+def relative(path: str | os.PathLike) -> str:
+    """``path`` as text relative to :func:`root` (POSIX) when it lies inside it, else unchanged.
+
+    Messages and pages name project files this way, so they never show the
+    machine's own folders.
+    """
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(root()).as_posix() or "."
+    except ValueError:
+        return path.as_posix()
 
 
 def data_dir() -> Path:

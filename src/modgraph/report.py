@@ -23,6 +23,7 @@ import hashlib
 import importlib
 import json
 import re
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -34,7 +35,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from modgraph import paths, provenance
+from modgraph import paths, provenance, site, tables
 from modgraph.claims import Claim, claims_table
 
 if TYPE_CHECKING:
@@ -89,6 +90,9 @@ class Section:
         if not isinstance(params, Mapping):
             raise ValueError(f"params must be a mapping of parameter name -> value, got {type(params).__name__}")
         pd.set_option("display.max_colwidth", None)  # claims and notes are sentences: show them whole
+        self._page = tables.install()  # in a notebook: page tables, figure links, warnings without paths
+        if self._page:
+            warnings.formatwarning = _page_warning
         self.notebook = notebook
         self.profile = profile
         self.output = output or profile
@@ -134,19 +138,37 @@ class Section:
         """``results/<output>/<notebook>.json``."""
         return self.results_dir / f"{self.notebook}.json"
 
-    def _repr_markdown_(self) -> str:
-        return (f"**Profile `{self.profile}`** -- results in `{self._relative(self.results_dir)}/`\n\n"
-                + _params_markdown(self.params))
+    def _repr_html_(self) -> str:
+        return site.parameters_html(self.profile, paths.relative(self.results_dir), self.params)
+
+    @property
+    def rerun_command(self) -> str:
+        """The ``make figure`` command that reruns this notebook with exactly its parameters."""
+        return site.rerun_command(self.notebook, self.profile, self.params)
 
     def save_figure(self, fig: Any, name: str) -> list[Path]:
-        """Save ``fig`` as PNG and PDF under :attr:`figures_dir`; returns the paths."""
-        from modgraph.plots import save_figure
+        """Save ``fig`` as PNG and PDF under :attr:`figures_dir`; returns the paths.
+
+        In a notebook the figure is shown here, followed by links to its files
+        and results and the command that reruns it. A
+        :class:`modgraph.plots.NotDrawn` saves nothing and shows why instead.
+        """
+        from modgraph.plots import NotDrawn, save_figure
 
         written = save_figure(fig, name, self.figures_dir)
-        for path in written:
-            rel = self._relative(path)
-            if rel not in self.figures:
-                self.figures.append(rel)
+        relative = [paths.relative(path) for path in written]
+        self.figures.extend(rel for rel in relative if rel not in self.figures)
+        if self._page:
+            import matplotlib.pyplot as plt
+            from IPython.display import HTML, Markdown, display
+
+            if isinstance(fig, NotDrawn):
+                display(Markdown(site.admonition(f"Figure {name} not drawn", fig.reason)))
+            else:
+                display(fig)
+                plt.close(fig)
+                results = paths.relative(self.results_path)
+                display(HTML(site.figure_footer(relative, results, self.rerun_command)))
         return written
 
     def record(self, key: str, value: Any) -> None:
@@ -182,12 +204,6 @@ class Section:
         provenance.atomic_write_json(self.results_path, payload)
         return Finished(self.results_path, payload)
 
-    @staticmethod
-    def _relative(path: Path) -> str:
-        try:
-            return Path(path).resolve().relative_to(paths.root()).as_posix()
-        except ValueError:
-            return Path(path).as_posix()
 
 
 @dataclass(frozen=True)
@@ -202,17 +218,17 @@ class Finished:
         hw = prov["hardware"]
         cpu = f"CPU {hw.get('cpu')} ({hw.get('cpu_count')} cores, {hw.get('torch_threads')} torch threads)"
         device = hw.get("gpu") or cpu
-        holds = sum(c["holds"] for c in self.payload["claims"])
+        counts = site.claim_counts(self.payload["claims"])
+        tally = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
         lines = [
             "**Provenance**",
             "",
-            f"- profile: `{self.payload['profile']}` (results in `{Section._relative(self.path)}`)",
+            f"- profile: `{self.payload['profile']}` (results in `{paths.relative(self.path)}`)",
             f"- code version: `{prov['code_version']}`",
             f"- hardware: {device}; {hw.get('platform')}; Python {hw.get('python')}; torch {hw.get('torch')}",
             f"- started {prov['started']}, wall time {_duration(prov['wall_s'])}",
-            f"- claims: {holds} of {len(self.payload['claims'])} hold",
-            "",
-            _params_markdown(self.payload["params"]),
+            f"- claims: {len(self.payload['claims'])}" + (f" ({tally})" if tally else ""),
+            "- parameters: as listed at the top of this page",
         ]
         return "\n".join(lines)
 
@@ -223,9 +239,14 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def _params_markdown(params: Mapping[str, Any]) -> str:
-    rows = "\n".join(f"| `{k}` | `{json.dumps(v)}` |" for k, v in params.items())
-    return "| parameter | value |\n|---|---|\n" + rows
+def _page_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  line: str | None = None) -> str:
+    """A warning as a notebook page shows it: its source file named without the machine's folders."""
+    shown = paths.relative(filename)
+    if Path(shown).is_absolute():
+        roots = [p for p in sys.path if p and shown.startswith(p.rstrip("/") + "/")]
+        shown = shown[len(max(roots, key=len).rstrip("/")) + 1:] if roots else Path(shown).name
+    return f"{shown}:{lineno}: {category.__name__}: {message}\n"
 
 
 def source_hash(modules: Sequence[str]) -> str:
@@ -362,9 +383,9 @@ class CurveStudy:
 
     def _repr_markdown_(self) -> str:
         lines = [f"- **{ds}**: measured {', '.join(self.curves[ds])}" for ds in self.datasets if self.curves.get(ds)]
-        lines += [f"- **{ds}: not measured.** {why}" for ds, why in self.missing.items()]
-        lines += [f"- **{model}: left out.** {why}" for model, why in self.skipped.items()]
-        return "\n".join(lines) or "Nothing was requested."
+        notes = [site.admonition(f"{ds}: not measured", why) for ds, why in self.missing.items()]
+        notes += [site.admonition(f"{model}: left out", why) for model, why in self.skipped.items()]
+        return "\n\n".join(filter(None, ["\n".join(lines), *notes])) or "Nothing was requested."
 
     def panels(self) -> dict[str, Mapping[str, "Curve"] | str]:
         """Data set -> its curves, or why it has none (for :func:`modgraph.plots.curves.curve_grid`)."""
@@ -522,7 +543,8 @@ def pretrained_curves(
     for arch in tqdm(archs, desc="pretrained curves", disable=not progress):
         weights = paths.data_dir() / weights_dir / f"{arch}.pth"
         if not weights.is_file():
-            skipped[arch] = f"no weights file {weights}: save the torchvision state dict of {arch} there to include it"
+            skipped[arch] = (f"no weights file {paths.relative(weights)}: save the torchvision state dict of "
+                             f"{arch} there to include it")
             continue
         config = _curve_config(arch=arch, weights_sha256=_file_sha256(weights), dataset=dataset, split="test",
                                n=n, k=k, repeats=repeats, seed=seed, similarity=similarity, tap=tap)

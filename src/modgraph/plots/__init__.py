@@ -5,6 +5,6 @@ Section modules (``curves``, ``tsne``, later one per section) build
 as PNG and PDF.
 """
 
-from modgraph.plots.style import FORMATS, paper_title, save_figure, set_style
+from modgraph.plots.style import FORMATS, NotDrawn, not_measured, paper_title, save_figure, set_style
 
-__all__ = ["FORMATS", "paper_title", "save_figure", "set_style"]
+__all__ = ["FORMATS", "NotDrawn", "not_measured", "paper_title", "save_figure", "set_style"]

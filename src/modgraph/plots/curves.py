@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import textwrap
 from typing import TYPE_CHECKING, Callable, Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
 
+from modgraph.plots.style import NotDrawn, not_measured
 from modgraph.registry import Registry
 
 if TYPE_CHECKING:
@@ -63,30 +63,26 @@ def curve_grid(
     x: str = "index",
     ncols: int = 2,
     panel_size: tuple[float, float] = (5.5, 3.8),
-) -> plt.Figure:
+) -> plt.Figure | NotDrawn:
     """One panel per entry of ``panels`` (panel title -> {label: Curve}), sharing the y axis.
 
-    A panel given as a string instead of curves shows that text (e.g. why a
-    data set could not be measured).
+    An entry given as a string instead of curves (why it was not measured) gets
+    no panel; when no entry has curves the result is a :class:`NotDrawn`.
     """
     if not panels:
         raise ValueError("curve_grid needs at least one panel")
     if ncols < 1:
         raise ValueError(f"ncols must be >= 1, got {ncols}")
-    ncols = min(ncols, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
+    drawn = {name: curves for name, curves in panels.items() if not isinstance(curves, str)}
+    if not drawn:
+        return not_measured(panels)
+    ncols = min(ncols, len(drawn))
+    nrows = math.ceil(len(drawn) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows),
                              squeeze=False, sharey=True)
-    for ax, (name, curves) in zip(axes.flat, panels.items()):
-        if isinstance(curves, str):
-            ax.text(0.5, 0.5, textwrap.fill(textwrap.shorten(curves, 320), 50), ha="center", va="center",
-                    transform=ax.transAxes, fontsize=9)
-            ax.set_title(f"{name}: not measured")
-            ax.set_xticks([])
-            ax.set_yticks([])
-        else:
-            plot_curves(curves, ax=ax, x=x, title=name)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax, (name, curves) in zip(axes.flat, drawn.items()):
+        plot_curves(curves, ax=ax, x=x, title=name)
+    for ax in list(axes.flat)[len(drawn):]:
         ax.set_visible(False)
     fig.suptitle(title)
     fig.tight_layout()

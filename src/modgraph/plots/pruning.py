@@ -8,7 +8,6 @@ of :meth:`modgraph.sections.pruning.VariantStudies.panels`.
 from __future__ import annotations
 
 import math
-import textwrap
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -17,6 +16,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from modgraph.plots.curves import plot_curves
+from modgraph.plots.style import NotDrawn, not_measured
 
 if TYPE_CHECKING:
     from modgraph.curve import Curve
@@ -37,13 +37,13 @@ def delta_q_figure(
     missing: Mapping[str, str] | None = None,
     ncols: int = 2,
     panel_size: tuple[float, float] = (5.0, 3.8),
-) -> plt.Figure:
+) -> plt.Figure | NotDrawn:
     """One panel per data set: accuracy drop (%) against Delta-Q, measured points labelled by model.
 
     ``points`` has :data:`POINT_COLUMNS`; rows whose ``source`` is not
     ``"measured"`` (the paper's quoted values) are drawn as hollow markers
-    under their source's name. A data set in ``missing`` shows why it has no
-    points instead.
+    under their source's name. A data set in ``missing`` gets no panel; when
+    every one is missing the result is a :class:`NotDrawn`.
     """
     absent = [c for c in POINT_COLUMNS if c not in points.columns]
     if absent:
@@ -53,17 +53,13 @@ def delta_q_figure(
     if ncols < 1:
         raise ValueError(f"ncols must be >= 1, got {ncols}")
     missing = missing or {}
-    ncols = min(ncols, len(datasets))
-    nrows = math.ceil(len(datasets) / ncols)
+    drawn = [ds for ds in datasets if ds not in missing]
+    if not drawn:
+        return not_measured(datasets)
+    ncols = min(ncols, len(drawn))
+    nrows = math.ceil(len(drawn) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows), squeeze=False)
-    for ax, ds in zip(axes.flat, datasets):
-        if ds in missing:
-            ax.text(0.5, 0.5, textwrap.fill(textwrap.shorten(missing[ds], 320), 50), ha="center", va="center",
-                    transform=ax.transAxes, fontsize=9)
-            ax.set_title(f"{ds}: not measured")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            continue
+    for ax, ds in zip(axes.flat, drawn):
         rows = points[points["data set"] == ds]
         measured = rows[rows["source"] == _MEASURED]
         ax.scatter(measured["Delta-Q"], measured["accuracy drop (%)"], s=36, zorder=3, label="measured (ours)")
@@ -81,7 +77,7 @@ def delta_q_figure(
         ax.set_title(ds)
         if len(rows):
             ax.legend(frameon=True, fontsize=8)
-    for ax in list(axes.flat)[len(datasets):]:
+    for ax in list(axes.flat)[len(drawn):]:
         ax.set_visible(False)
     fig.suptitle(title)
     fig.tight_layout()

@@ -232,12 +232,13 @@ def cached_adversarial(
         try:
             cached = AdversarialResult.load(path)
         except (OSError, RuntimeError, EOFError, KeyError, TypeError) as err:
-            warnings.warn(f"unreadable cached adversarial examples {path} ({type(err).__name__}: {err}); "
-                          "recomputing", stacklevel=2)
+            warnings.warn(f"unreadable cached adversarial examples {paths.relative(path)} "
+                          f"({type(err).__name__}: {err}); recomputing", stacklevel=2)
         else:
             if cached.n_found < cached.n_requested:
                 warnings.warn(f"{cached.attack}: found {cached.n_found} of {cached.n_requested} requested "
-                              f"adversarial examples ({cached.n_attacked} inputs attacked; cached in {path})",
+                              f"adversarial examples ({cached.n_attacked} inputs attacked; "
+                              f"cached in {paths.relative(path)})",
                               stacklevel=2)
             return cached
     data = load_dataset(spec.dataset, "test", progress=progress)

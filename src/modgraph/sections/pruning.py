@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from modgraph.claims import Claim, check
 from modgraph.models.resnet import RESNET152_REMOVED
+from modgraph.site import admonition
 
 if TYPE_CHECKING:
     from modgraph.curve import Curve
@@ -356,10 +357,10 @@ class VariantStudies:
     def _repr_markdown_(self) -> str:
         lines = [f"- **{ds}**: measured {', '.join(m for s in fams.values() for m in s.curves)}"
                  for ds, fams in self.studies.items()]
-        lines += [f"- **{ds}: not measured.** {why}" for ds, why in self.missing.items()]
         lines += [f"- **left out of the {parent} family** (in the paper's figure, not in this profile's "
                   f"parameters): {', '.join(models)}" for parent, models in self.omitted.items()]
-        return "\n".join(lines) or "Nothing was requested."
+        notes = [admonition(f"{ds}: not measured", why) for ds, why in self.missing.items()]
+        return "\n\n".join(filter(None, ["\n".join(lines), *notes])) or "Nothing was requested."
 
     def panels(self) -> dict[str, Mapping[str, "Curve"] | str]:
         """Panel title -> {"model (accuracy %)": Curve}, or why the data set has none (for ``curve_grid``)."""
