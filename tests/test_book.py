@@ -449,6 +449,8 @@ def test_site_config_takes_the_repository_from_one_place():
                           None)
     assert ci["repository"] == {"url": "https://github.com/o/modgraph", "branch": "main"}
     assert book.site_config(config, {}, "git@github.com:o/m.git")["repository"]["url"] == "https://github.com/o/m"
+    for local in ("/work/main", "file:///srv/git/modgraph.git", "../modgraph"):  # a clone of a local repository
+        assert "repository" not in book.site_config(config, {}, local)
     bare = book.site_config(config, {}, None)
     assert "repository" not in bare and "launch_buttons" not in bare and not any(bare["html"].values())
     assert config["repository"]["url"] == ""

@@ -453,10 +453,12 @@ def _git_remote() -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
-def _https_url(remote: str) -> str:
+def _https_url(remote: str) -> str | None:
+    """``https://<host>/<owner>/<repo>`` of a git remote, or ``None`` for one that is not hosted (a local path)."""
     remote = re.sub(r"^git@([^:]+):", r"https://\1/", remote.strip())
     remote = re.sub(r"^ssh://git@", "https://", remote)
-    return remote.removesuffix("/").removesuffix(".git")
+    url = remote.removesuffix("/").removesuffix(".git")
+    return url if re.fullmatch(r"https://[^/\s]+/[^/\s]+/[^/\s]+", url) else None
 
 
 _REPOSITORY_BUTTONS = ("use_repository_button", "use_issues_button", "use_edit_page_button")
