@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from modgraph.claims import Claim, check
 from modgraph.models.resnet import RESNET152_REMOVED
+from modgraph.models.resnet_cifar import AUTHORS_RESNET56_DEPTHS
 from modgraph.site import admonition
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ PAPER_TABLE1: tuple[dict[str, Any], ...] = (
 PAPER_TABLE1_MODEL = ("resnet56", "cifar10")
 """The architecture and data set of the paper's Table 1."""
 
-AUTHORS_TABLE1_ARCHS: dict[str, str] = {"cifar10": "resnet56_authors_cifar10", "cifar100": "resnet56_authors_cifar100"}
+AUTHORS_TABLE1_ARCHS: dict[str, str] = {ds: f"resnet56_authors_{ds}" for ds in AUTHORS_RESNET56_DEPTHS}
 """The pruned ResNet56 architectures the authors released, per data set (registered models)."""
 
 AUTHORS_THRESHOLD = 0.03
