@@ -16,6 +16,8 @@ import sys
 import time
 from dataclasses import replace
 
+import torch
+
 from modgraph.data import load_dataset
 from modgraph.models import create_model
 from modgraph.train import get_recipe, train_model
@@ -32,11 +34,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, help="peak learning rate")
     parser.add_argument("--label-smoothing", type=float)
     parser.add_argument("--pad", type=int, help="crop padding")
+    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--warmup-epochs", type=float)
+    parser.add_argument("--dropout", type=float, help="dropout rate of the model's Dropout layers while training")
+    parser.add_argument("--fp32", action="store_true", help="train in float32 (no bf16 autocast), channels-last kept")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     changes = {name: value for name, value in (("batch_size", args.batch_size), ("lr", args.lr),
-                                               ("label_smoothing", args.label_smoothing), ("pad", args.pad))
+                                               ("label_smoothing", args.label_smoothing), ("pad", args.pad),
+                                               ("weight_decay", args.weight_decay),
+                                               ("warmup_epochs", args.warmup_epochs),
+                                               ("use_amp", False if args.fp32 else None))
                if value is not None}
     try:
         recipe = get_recipe(args.recipe)
@@ -45,12 +54,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     train, test = load_dataset("cifar10", "train"), load_dataset("cifar10", "test")
     model = create_model(args.arch, num_classes=10, width=args.width, mean=train.mean, std=train.std, seed=args.seed)
+    if args.dropout is not None:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = args.dropout
     start = time.perf_counter()
     metrics = train_model(model, train, test, recipe, seed=args.seed, device=args.device)
     print(json.dumps({
         "arch": args.arch, "width": args.width, "recipe": recipe.to_dict(),
         "acceleration": metrics["acceleration"],
         "test_acc": [round(h["test_acc"], 4) for h in metrics["history"]],
+        "train_acc": [round(h["train_acc"], 4) for h in metrics["history"]],
         "final_test_acc_fp32": round(metrics["final_test_acc"], 4),
         "images_per_s": [round(h["images_per_s"]) for h in metrics["history"]],
         "minutes": round((time.perf_counter() - start) / 60, 2),

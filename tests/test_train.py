@@ -326,3 +326,18 @@ def test_compile_branch_wraps_the_model(monkeypatch):
     result = measure_throughput(model, BF16, batch_size=8, steps=1, warmup=0, device="cpu",
                                 accel=Acceleration(amp=False, channels_last=True, compile=True))
     assert compiled == [model] and result["acceleration"]["compile"]
+
+
+def test_recipe_dropout_acts_while_training_and_is_restored(small):
+    train, test = small
+    recipe = dataclasses.replace(RECIPE, dropout=0.0)
+    by_recipe, by_hand, own = TinyNet(), TinyNet(), TinyNet()
+    by_hand.features[-1].p = 0.0
+    train_model(by_recipe, train, test, recipe, seed=3, device="cpu", progress=False)
+    train_model(by_hand, train, test, RECIPE, seed=3, device="cpu", progress=False)
+    train_model(own, train, test, RECIPE, seed=3, device="cpu", progress=False)
+    assert _same_weights(by_recipe, by_hand)
+    assert not _same_weights(by_recipe, own)
+    assert by_recipe.features[-1].p == 0.1
+    with pytest.raises(ValueError, match="dropout must be None or in"):
+        dataclasses.replace(RECIPE, dropout=1.0)

@@ -95,7 +95,10 @@ class Recipe:
     ``schedule`` names a :data:`SCHEDULES` entry; ``milestones``/``gamma`` serve
     ``multistep``; ``warmup_epochs`` (may be fractional) ramps the rate
     linearly from ~0 in every schedule. ``crop`` pads by ``pad`` pixels and
-    crops back; ``flip`` mirrors half the images. ``use_amp`` (bf16 autocast),
+    crops back; ``flip`` mirrors half the images. ``dropout`` (None: the
+    model's own rates) sets the rate of every ``nn.Dropout`` while training;
+    the rates are restored afterwards, so the trained model's architecture is
+    the model's own (dropout is the identity at evaluation). ``use_amp`` (bf16 autocast),
     ``channels_last`` and ``compile`` are requests that :func:`acceleration`
     grants per device.
     """
@@ -115,6 +118,7 @@ class Recipe:
     crop: bool = True
     pad: int = 4
     flip: bool = True
+    dropout: float | None = None
     use_amp: bool = False
     channels_last: bool = False
     compile: bool = False
@@ -138,6 +142,8 @@ class Recipe:
                  f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}"),
                 (not 0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
                 (self.pad < 0, f"pad must be >= 0, got {self.pad}"),
+                (self.dropout is not None and not 0 <= self.dropout < 1,
+                 f"dropout must be None or in [0, 1), got {self.dropout}"),
                 (not 0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}"),
                 (any(not 0 < m < self.epochs for m in self.milestones),
                  f"milestones must lie in (0, epochs={self.epochs}), got {self.milestones}"),
@@ -208,8 +214,9 @@ for _recipe in (
            schedule="linear", warmup_epochs=2, label_smoothing=0.1, use_amp=True, channels_last=True,
            compile=True, description="30 epochs, linear warm-up then linear decay, bf16 on GPU"),
     Recipe("quick", epochs=10, batch_size=256, lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
-           schedule="linear", warmup_epochs=1, label_smoothing=0.1, use_amp=True, channels_last=True,
-           description="CPU-scale, narrow networks, bf16 on CPUs that have it"),
+           schedule="linear", warmup_epochs=1, label_smoothing=0.1, pad=2, dropout=0.0, use_amp=True,
+           channels_last=True, description="CPU-scale, narrow networks: light augmentation, no dropout, bf16 on "
+                                           "CPUs that have it"),
     Recipe("smoke", epochs=2, batch_size=32, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
            schedule="linear", flip=False, description="smoke profile on digits"),
 ):
@@ -392,6 +399,7 @@ def train_model(model: nn.Module, train: ArrayDataset, test: ArrayDataset, recip
     start, history = _resume(folder, stepper, identity, snaps, dev) if folder else (0, [])
     if start == 0 and 0 in snaps:
         _save_snapshot(folder, 0, model, meta)
+    rates = _set_dropout(model, recipe.dropout)
     x_train, y_train = _uint8_tensors(train, dev)
     x_test, y_test = _uint8_tensors(test, dev)
     n_train = len(train)
@@ -433,6 +441,7 @@ def train_model(model: nn.Module, train: ArrayDataset, test: ArrayDataset, recip
                         test=f"{test_acc:.3f}", refresh=False)
         bar.update(1)
     bar.close()
+    _restore_dropout(rates)
     model.eval()
     summary = _summary(history, recipe, int(seed), dev, stepper.accel)
     if stepper.channels_last:
@@ -441,6 +450,20 @@ def train_model(model: nn.Module, train: ArrayDataset, test: ArrayDataset, recip
         summary["final_test_acc"], summary["final_test_loss"] = _evaluate_uint8(
             stepper, x_test, y_test, recipe.eval_batch_size, amp=False)
     return summary
+
+
+def _set_dropout(model: nn.Module, rate: float | None) -> list[tuple[nn.Dropout, float]]:
+    """Set every ``nn.Dropout`` of ``model`` to ``rate`` (None: leave them); returns their former rates."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Dropout)] if rate is not None else []
+    former = [(m, m.p) for m in layers]
+    for m in layers:
+        m.p = rate
+    return former
+
+
+def _restore_dropout(former: list[tuple[nn.Dropout, float]]) -> None:
+    for module, rate in former:
+        module.p = rate
 
 
 def _summary(history: list[dict[str, Any]], recipe: Recipe, seed: int, device: torch.device,
