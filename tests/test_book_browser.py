@@ -7,6 +7,7 @@ image loaded, every link to the site's results present, no absolute
 filesystem path, and its formulas typeset by the bundled MathJax; the
 claims page's totals must be those of the chapters' results files.
 Screenshots of two chapters go to ``_build/smoke/screenshots/``.
+``MODGRAPH_BROWSER_PROFILE=quick`` checks another built book the same way.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from modgraph import book, paths, site
 
 pytestmark = pytest.mark.browser
 
-PROFILE = "smoke"
+PROFILE = os.environ.get("MODGRAPH_BROWSER_PROFILE", "smoke")  # another built book: e.g. quick
 SCREENSHOTS = ("01_curves", "06_pruning")
 SKIP_DIRS = {"_static", "_sources", "_images", "results"}
 ABSOLUTE = re.compile(r"(?<![\w.:/~-])/(?:home|root|tmp|usr|opt|work|var|mnt|srv|Users|private)/[\w.-]+")
