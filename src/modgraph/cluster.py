@@ -178,9 +178,8 @@ class RunReport:
                             columns=["model", "state", "job", "log", "error"])
 
     def summary(self) -> str:
-        counts = _counts(self.rows)
-        text = (f"{self.submitted} job(s) in {self.seconds:.0f} s: " +
-                ", ".join(f"{n} {state}" for state, n in counts.items() if n))
+        counts = ", ".join(f"{n} {state}" for state, n in _counts(self.rows).items() if n)
+        text = f"{self.submitted} job(s) in {self.seconds:.0f} s" + (f": {counts}" if counts else ": nothing to train")
         for row in self.failed:
             out, err = row.logs()
             text += f"\n  FAILED {row.item.label}: {row.error}" + (f"\n    logs: {err} {out}" if err else "")
