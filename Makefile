@@ -12,7 +12,7 @@ BOOK_FLAGS := $(if $(filter 1 yes true,$(FORCE)),--force)
 # A team copy of CIFAR-10 (one folder per class, JPEG), unpacked into data/ when data/cifar10 is absent.
 SHARED_CIFAR10 ?= ../shared/datasets/cifar10-jpeg.tar.gz
 
-.PHONY: setup shared-data browser test book figure lab clean clean-models help
+.PHONY: setup shared-data browser test book figure lab clean clean-models help plan models test-slurm
 
 help:
 	@echo "make book [PROFILE=smoke|quick|fast|paper]   execute changed notebooks, build the book"
@@ -28,7 +28,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e ".[test,lab]"
+	$(BIN)/python -m pip install -e ".[test,lab,cluster]"
 	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 --display-name "Python 3 (modgraph)"
 	touch $@
 
@@ -61,6 +61,19 @@ figure: setup shared-data
 lab: setup shared-data
 	@echo "JupyterLab on notebooks/ with the kernel 'Python 3 (modgraph)' of $(VENV); open the URL it prints below (Ctrl-C stops it)"
 	JUPYTER_PREFER_ENV_PATH=1 $(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_FLAGS)
+
+EXECUTOR ?= local
+MODELS_FLAGS ?=
+# The models a profile's notebooks need (cost, stored?); train the missing ones as submitit jobs.
+plan: setup
+	$(BIN)/python -m modgraph plan --profile $(PROFILE)
+
+models: setup
+	$(BIN)/python -m modgraph models --profile $(PROFILE) --executor $(EXECUTOR) $(MODELS_FLAGS)
+
+# A single-node Slurm on this machine (root), the smoke plan through it (8 min measured on a busy 2-core machine).
+test-slurm: setup
+	PYTHON=$(BIN)/python bash benchmarks/slurm_local.sh
 
 # Build outputs only: the committed results (and stamps) of GPU profiles stay.
 clean:

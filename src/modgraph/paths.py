@@ -17,6 +17,7 @@ __all__ = [
     "datasets_dir",
     "cache_dir",
     "models_dir",
+    "jobs_dir",
     "results_dir",
     "build_dir",
     "notebooks_dir",
@@ -67,6 +68,11 @@ def cache_dir() -> Path:
 def models_dir() -> Path:
     """The model store (``data/models/``)."""
     return data_dir() / "models"
+
+
+def jobs_dir() -> Path:
+    """Cluster jobs' submission files and logs (``data/jobs/``, by submitit)."""
+    return data_dir() / "jobs"
 
 
 def results_dir(profile: str | None = None) -> Path:

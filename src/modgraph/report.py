@@ -53,6 +53,7 @@ __all__ = [
     "accuracy_percent",
     "CurveStudy",
     "check_snapshots",
+    "trained_specs",
     "model_curves",
     "pretrained_curves",
     "Embeddings",
@@ -449,6 +450,18 @@ def check_snapshots(snapshots: Mapping[str, int], *, recipe: str, epochs: int | 
     return dict(snapshots)
 
 
+def trained_specs(archs: Sequence[str], dataset: str, *, recipe: str, width: float = 1.0, epochs: int | None = None,
+                  seed: int = 0, snapshots: Mapping[str, int] | None = None) -> list["ModelSpec"]:
+    """The store specs of ``archs`` trained on ``dataset``, as the studies request them (:mod:`modgraph.plan`).
+
+    ``snapshots``: arch -> last snapshot epoch ``E`` kept (epochs ``0..E``); unchecked here.
+    """
+    from modgraph.store import ModelSpec
+
+    return [ModelSpec(arch, dataset, recipe=recipe, epochs=epochs, seed=seed, width=width,
+                      snapshot_epochs=range((snapshots or {}).get(arch, -1) + 1)) for arch in archs]
+
+
 def model_curves(
     archs: Sequence[str],
     datasets: Sequence[str],
@@ -478,13 +491,13 @@ def model_curves(
     :attr:`CurveStudy.missing`; any other error propagates.
     """
     from modgraph.data import DatasetNotFoundError, load_dataset
-    from modgraph.store import ModelSpec
 
     snapshots = check_snapshots(snapshots or {}, recipe=recipe, epochs=epochs)
     curves: dict[str, dict[str, Curve]] = {}
     missing: dict[str, str] = {}
-    jobs = [(ds, arch) for ds in datasets for arch in archs]
-    for ds, arch in tqdm(jobs, desc="curves", disable=not progress):
+    jobs = [(ds, spec) for ds in datasets for spec in trained_specs(archs, ds, recipe=recipe, width=width,
+                                                                    epochs=epochs, seed=seed, snapshots=snapshots)]
+    for ds, spec in tqdm(jobs, desc="curves", disable=not progress):
         if ds in missing:
             continue
         try:
@@ -492,8 +505,7 @@ def model_curves(
         except DatasetNotFoundError as err:
             missing[ds] = str(err)
             continue
-        spec = ModelSpec(arch, ds, recipe=recipe, epochs=epochs, seed=seed, width=width,
-                         snapshot_epochs=range(snapshots.get(arch, -1) + 1))
+        arch = spec.arch
         curves.setdefault(ds, {})[arch] = cached_curve(spec, n=n, k=k, repeats=repeats, seed=seed,
                                                        similarity=similarity, tap=tap, device=device,
                                                        progress=progress)

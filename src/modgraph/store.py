@@ -17,7 +17,9 @@ Later requests verify the sha256s and load in seconds; a corrupted or
 truncated file is retrained with a warning, never loaded, and nothing stored is
 deleted before its replacement is complete (:func:`get_model`). One process at
 a time works on a model (:func:`model_lock`): a second request for a model
-being trained waits, then loads it. The hash covers the
+being trained waits, then loads it. With ``$MODGRAPH_REQUEST_LOG`` set to a
+file, every request appends one JSON line to it (:data:`REQUEST_LOG_ENV`), so
+a run can be checked against :mod:`modgraph.plan`. The hash covers the
 spec with its recipe resolved to all its fields (a changed recipe is a new
 model), but not ``snapshot_epochs``: a stored run serves every request whose
 snapshots it holds; otherwise it is retrained with the union of both sets.
@@ -63,6 +65,8 @@ __all__ = [
     "spec_hash",
     "model_dir",
     "model_lock",
+    "stored_snapshots",
+    "REQUEST_LOG_ENV",
     "get_model",
     "load_checkpoint",
 ]
@@ -72,6 +76,9 @@ METRICS_FILE = "metrics.json"
 LOCK_SUFFIX = ".lock"
 STAGING_SUFFIX = ".staging"
 PREVIOUS_SUFFIX = ".previous"
+REQUEST_LOG_ENV = "MODGRAPH_REQUEST_LOG"
+"""Environment variable naming a file to which :func:`get_model` appends one JSON line per request:
+``{"hash", "arch", "dataset", "snapshot_epochs", "trained", "error"}``."""
 
 INITIALISERS: Registry[Callable[[nn.Module, nn.Module, tuple[str, ...]], Any]] = Registry("initialiser")
 
@@ -270,6 +277,35 @@ def _locked(folder: Path, timeout: float | None, progress: bool) -> Iterator[Pat
         lock.release()
 
 
+def stored_snapshots(spec: ModelSpec) -> tuple[int, ...] | None:
+    """The snapshot epochs the store holds for ``spec`` (a complete run's ``metrics.json``), ``None`` if none.
+
+    Cheap (no sha256 check, no lock): for planning; :func:`get_model` verifies.
+    """
+    try:
+        metrics = json.loads((model_dir(spec) / METRICS_FILE).read_text())
+        if metrics.get("spec_hash") != spec_hash(spec):
+            return None
+        return tuple(int(e) for e in metrics["snapshot_epochs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _log_request(spec: ModelSpec, trained: bool | None, error: str | None) -> None:
+    """Append the request to ``$MODGRAPH_REQUEST_LOG`` when set (one ``O_APPEND`` write per line)."""
+    log = os.environ.get(REQUEST_LOG_ENV)
+    if not log:
+        return
+    line = json.dumps({"hash": spec_hash(spec), "arch": spec.arch, "dataset": spec.dataset,
+                       "snapshot_epochs": list(spec.snapshot_epochs), "trained": trained, "error": error})
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
 def get_model(spec: ModelSpec, device: str | torch.device | None = None, progress: bool = True) -> StoredModel:
     """The trained model of ``spec``: from the store when a verified copy exists, else trained and stored.
 
@@ -282,7 +318,16 @@ def get_model(spec: ModelSpec, device: str | torch.device | None = None, progres
     """
     if not isinstance(spec, ModelSpec):
         raise ValueError(f"spec must be a ModelSpec, got {type(spec).__name__}")
-    dev = resolve_device(device)
+    try:
+        stored = _get_model(spec, resolve_device(device), progress)
+    except BaseException as err:
+        _log_request(spec, None, f"{type(err).__name__}: {_first_line(err)}")
+        raise
+    _log_request(spec, stored.trained, None)
+    return stored
+
+
+def _get_model(spec: ModelSpec, dev: torch.device, progress: bool) -> StoredModel:
     with model_lock(spec, progress=progress) as folder:
         _recover(folder)
         snaps = set(spec.snapshot_epochs)
@@ -294,10 +339,10 @@ def get_model(spec: ModelSpec, device: str | torch.device | None = None, progres
             if stored is not None:
                 warnings.warn(f"stored model {folder.name} holds snapshots {sorted(held)} but {sorted(snaps)} "
                               f"were requested; retraining with {sorted(snaps | set(held))} beside it",
-                              stacklevel=2)
+                              stacklevel=3)
             else:
                 warnings.warn(f"stored model {folder} is unusable ({problem}); retraining beside it",
-                              stacklevel=2)
+                              stacklevel=3)
             snaps |= set(held)
             target = folder.with_name(folder.name + STAGING_SUFFIX)
         _train(spec, target, dev, tuple(sorted(snaps)), progress)

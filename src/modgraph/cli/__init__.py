@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("curve", "train", "prune")
+SUBCOMMANDS = ("curve", "train", "prune", "plan", "models")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -379,11 +379,11 @@ def ablation_study(
     progress: bool = True,
 ) -> dict[str, ModelAblation]:
     """:func:`cached_ablation` of every ``arch`` trained on ``dataset`` by the store: arch -> ablation."""
-    from modgraph.store import ModelSpec
+    from modgraph.report import trained_specs
 
     if isinstance(archs, str) or not archs:
         raise ValueError(f"archs must be a non-empty list of model names, got {archs!r}")
-    specs = [ModelSpec(arch, dataset, recipe=recipe, epochs=epochs, seed=seed, width=width) for arch in archs]
+    specs = trained_specs(archs, dataset, recipe=recipe, width=width, epochs=epochs, seed=seed)
     return {spec.arch: cached_ablation(spec, settings, device=device, progress=progress)
             for spec in tqdm(specs, desc="ablations", disable=not progress)}
 

@@ -445,14 +445,13 @@ def adversarial_study(
     clean reference curve is :func:`modgraph.report.cached_curve` on
     ``settings.n`` test samples.
     """
-    from modgraph.report import cached_curve
-    from modgraph.store import ModelSpec
+    from modgraph.report import cached_curve, trained_specs
 
     if not isinstance(settings, AdversarialSettings):
         raise ValueError(f"settings must be an AdversarialSettings, got {type(settings).__name__}")
     if isinstance(archs, str) or not archs:
         raise ValueError(f"archs must be a non-empty list of model names, got {archs!r}")
-    specs = [ModelSpec(arch, dataset, recipe=recipe, epochs=epochs, seed=seed, width=width) for arch in archs]
+    specs = trained_specs(archs, dataset, recipe=recipe, width=width, epochs=epochs, seed=seed)
     s = settings
     references = {spec.arch: cached_curve(spec, split="test", n=s.n, k=s.k, repeats=s.repeats, seed=s.seed,
                                           similarity=s.similarity, tap=s.tap, device=device, progress=progress)

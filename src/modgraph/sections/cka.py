@@ -320,11 +320,11 @@ def comparison_study(
 
     ``settings`` are :func:`cached_comparison`'s (``weights``, ``n``, ``k``, ``repeats``, ...).
     """
-    from modgraph.store import ModelSpec
+    from modgraph.report import trained_specs
 
     if isinstance(archs, str) or not archs:
         raise ValueError(f"archs must be a non-empty list of model names, got {archs!r}")
-    specs = [ModelSpec(arch, dataset, recipe=recipe, epochs=epochs, seed=seed, width=width) for arch in archs]
+    specs = trained_specs(archs, dataset, recipe=recipe, width=width, epochs=epochs, seed=seed)
     return {spec.arch: cached_comparison(spec, seed=seed, device=device, progress=progress, **settings)
             for spec in tqdm(specs, desc="CKA", disable=not progress)}
 

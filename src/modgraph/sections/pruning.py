@@ -64,6 +64,8 @@ __all__ = [
     "delta_q_points",
     "drop_claims",
     "pruned_spec",
+    "curve_pruned_spec",
+    "family_specs",
     "PruneResult",
     "prune_by_curve",
     "authors_complexity",
@@ -327,14 +329,20 @@ class FamilyStudy:
                 "removed": {m: list(r) for m, r in self.removed.items()}}
 
 
-def family_study(parent: str, variants: Sequence[str], dataset: str, settings: PruneSettings, *,
-                 device: str | None = None, progress: bool = True) -> FamilyStudy:
-    """Train (or load) ``parent`` on ``dataset``, fine-tune each variant from it, and measure every curve."""
+def family_specs(parent: str, variants: Sequence[str], dataset: str,
+                 settings: PruneSettings) -> dict[str, "ModelSpec"]:
+    """Model name -> store spec of ``parent`` on ``dataset`` and of each variant fine-tuned from it (parent first)."""
     if isinstance(variants, str):
         raise ValueError(f"variants must be a list of model names, not the string {variants!r}")
     parent_spec = settings.parent_spec(parent, dataset)
-    specs = {parent_spec.arch: parent_spec}
-    specs.update({v.lower(): settings.variant_spec(parent_spec, v) for v in variants})
+    return {parent_spec.arch: parent_spec, **{v.lower(): settings.variant_spec(parent_spec, v) for v in variants}}
+
+
+def family_study(parent: str, variants: Sequence[str], dataset: str, settings: PruneSettings, *,
+                 device: str | None = None, progress: bool = True) -> FamilyStudy:
+    """Train (or load) ``parent`` on ``dataset``, fine-tune each variant from it, and measure every curve."""
+    specs = family_specs(parent, variants, dataset, settings)
+    parent_spec = specs[parent.lower()]
     curves = {name: settings.curve(spec, device=device, progress=progress)
               for name, spec in tqdm(specs.items(), desc=f"{parent} family", disable=not progress)}
     removed = {name: removed_layers(parent_spec.arch, name) for name in specs if name != parent_spec.arch}
@@ -572,17 +580,13 @@ def prune_by_curve(parent: "ModelSpec", settings: PruneSettings, *, device: str 
     """
     from modgraph import report
     from modgraph.data import load_dataset
-    from modgraph.features import layer_names
-    from modgraph.prune import complexity, prunable_layers, redundant_layers, select_removable
+    from modgraph.prune import complexity
     from modgraph.store import get_model
 
     stored = get_model(parent, device=device, progress=progress)
     model = stored.model
     curve = settings.curve(parent, device=device, progress=progress)
-    verdicts = redundant_layers(curve, settings.threshold, prunable=prunable_layers(model, settings.tap))
-    kept, refused = select_removable(model, verdicts)
-    block = dict(zip(layer_names(model, settings.tap), layer_names(model, "block")))
-    removed = tuple(block[v.layer] for v in kept)
+    verdicts, removed, refused = _curve_removal(model, curve, settings)
     test = load_dataset(parent.dataset, "test", progress=progress)
     size = (1, 3, *test.image_size)
     before = complexity(model, size)
@@ -594,6 +598,31 @@ def prune_by_curve(parent: "ModelSpec", settings: PruneSettings, *, device: str 
     return PruneResult(parent.arch, parent.dataset, float(settings.threshold), curve, tuple(verdicts), removed,
                        refused, report.accuracy_percent(stored.metrics), pruned_accuracy, before, after,
                        authors_complexity(parent.dataset, test.num_classes, size))
+
+
+def _curve_removal(model: Any, curve: "Curve", settings: PruneSettings
+                   ) -> tuple[list["LayerVerdict"], tuple[str, ...], dict[str, str]]:
+    """The redundant layers of ``curve``, those of them removed together (block-tap names), and why others stay."""
+    from modgraph.features import layer_names
+    from modgraph.prune import prunable_layers, redundant_layers, select_removable
+
+    verdicts = redundant_layers(curve, settings.threshold, prunable=prunable_layers(model, settings.tap))
+    kept, refused = select_removable(model, verdicts)
+    block = dict(zip(layer_names(model, settings.tap), layer_names(model, "block")))
+    return verdicts, tuple(block[v.layer] for v in kept), refused
+
+
+def curve_pruned_spec(parent: "ModelSpec", settings: PruneSettings, *, device: str | None = None,
+                      progress: bool = True) -> "ModelSpec | None":
+    """The spec :func:`prune_by_curve` fine-tunes from the stored ``parent`` (``None``: nothing to remove).
+
+    Needs the parent (trained on first use) and its cached curve, as :func:`prune_by_curve` does.
+    """
+    from modgraph.store import get_model
+
+    model = get_model(parent, device=device, progress=progress).model
+    _, removed, _ = _curve_removal(model, settings.curve(parent, device=device, progress=progress), settings)
+    return pruned_spec(parent, removed, settings) if removed else None
 
 
 def authors_complexity(dataset: str, num_classes: int, input_size: Sequence[int]) -> dict[str, "Complexity"]:
