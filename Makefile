@@ -47,8 +47,9 @@ browser:
 # Unit tests, then the whole smoke book, then the built book opened in headless Chromium.
 test: setup shared-data browser
 	$(BIN)/python -m pytest -q
-	$(BIN)/python -m modgraph.book build --profile smoke
-	$(BIN)/python -m pytest -q -m browser tests/test_book_browser.py
+	rm -f _build/smoke-requests.jsonl
+	MODGRAPH_REQUEST_LOG=$(CURDIR)/_build/smoke-requests.jsonl $(BIN)/python -m modgraph.book build --profile smoke
+	$(BIN)/python -m pytest -q -m "browser or built" tests/test_book_browser.py tests/test_plan.py
 
 book: setup shared-data
 	$(BIN)/python -m modgraph.book build --profile $(PROFILE) $(BOOK_FLAGS)

@@ -1,0 +1,60 @@
+"""The plan of a profile: what its notebooks ask the model store for."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from modgraph import book, paths, plan, store
+from modgraph.store import ModelSpec, spec_hash
+
+
+@pytest.fixture(scope="module")
+def smoke_plan():
+    return plan.make_plan("smoke", resolve=False)
+
+
+def test_plan_lists_each_model_once_parents_before_children(smoke_plan):
+    keys = [item.key for item in smoke_plan.items]
+    assert len(keys) == len(set(keys)) and len(keys) > 3
+    for i, item in enumerate(smoke_plan.items):
+        if item.parent is not None:
+            assert item.parent in keys[:i], f"{item.label} comes before its parent"
+            assert item.level == smoke_plan.items[keys.index(item.parent)].level + 1
+    assert any(item.parent for item in smoke_plan.items), "the smoke book fine-tunes variants"
+    assert smoke_plan.total_macs == sum(item.macs * item.images * item.epochs for item in smoke_plan.items) > 0
+
+
+def test_plan_follows_the_profile_parameters(smoke_plan):
+    params = {**book.notebook_parameters("01_curves"), **book.notebook_params(book.get_profile("smoke"), "01_curves")}
+    planned = {(item.spec.arch, item.spec.dataset) for item in smoke_plan.items
+               if item.spec is not None and "01_curves" in item.notebooks}
+    assert planned == {(arch, ds) for arch in params["archs"] for ds in params["datasets"]}
+
+
+def test_unknown_profile_is_an_error_naming_the_choices():
+    with pytest.raises(ValueError, match="smoke"):
+        plan.make_plan("no-such-profile", resolve=False)
+
+
+def test_request_log_records_every_request(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODGRAPH_HOME", str(tmp_path))
+    log = tmp_path / "requests.jsonl"
+    monkeypatch.setenv(store.REQUEST_LOG_ENV, str(log))
+    spec = ModelSpec("vgg11", "digits", recipe="smoke", epochs=1, width=0.125)
+    store.get_model(spec, device="cpu", progress=False)
+    store.get_model(spec, device="cpu", progress=False)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(line["hash"], line["trained"]) for line in lines] == [(spec_hash(spec), True), (spec_hash(spec), False)]
+
+
+@pytest.mark.built
+def test_the_built_smoke_book_asked_only_for_planned_models():
+    log = paths.build_dir() / "smoke-requests.jsonl"
+    if not log.exists():
+        pytest.fail(f"no request log {paths.relative(log)}: make test writes it while building the smoke book")
+    full = plan.make_plan("smoke", resolve=True)
+    unplanned = [line for line in map(json.loads, log.read_text().splitlines())
+                 if not full.covers(line["hash"], line["snapshot_epochs"])]
+    assert not unplanned, f"the smoke book asked for models its plan does not list: {unplanned}"
