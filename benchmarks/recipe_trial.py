@@ -16,8 +16,6 @@ import sys
 import time
 from dataclasses import replace
 
-import torch
-
 from modgraph.data import load_dataset
 from modgraph.models import create_model
 from modgraph.train import get_recipe, train_model
@@ -44,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     changes = {name: value for name, value in (("batch_size", args.batch_size), ("lr", args.lr),
                                                ("label_smoothing", args.label_smoothing), ("pad", args.pad),
                                                ("weight_decay", args.weight_decay),
-                                               ("warmup_epochs", args.warmup_epochs),
+                                               ("warmup_epochs", args.warmup_epochs), ("dropout", args.dropout),
                                                ("use_amp", False if args.fp32 else None))
                if value is not None}
     try:
@@ -54,10 +52,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     train, test = load_dataset("cifar10", "train"), load_dataset("cifar10", "test")
     model = create_model(args.arch, num_classes=10, width=args.width, mean=train.mean, std=train.std, seed=args.seed)
-    if args.dropout is not None:
-        for module in model.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = args.dropout
     start = time.perf_counter()
     metrics = train_model(model, train, test, recipe, seed=args.seed, device=args.device)
     print(json.dumps({
