@@ -44,6 +44,7 @@ LAYER_COUNTS = {
     "resnet56_authors_cifar10": 12, "resnet56_authors_cifar100": 17,
     **{f"tv_resnet{d}": c for d, c in ((18, 9), (34, 17), (50, 17), (101, 34), (152, 51))},
     **{f"tv_vgg{d}_bn": c for d, c in ((11, 8), (13, 10), (16, 13), (19, 16))},
+    "vit_cifar": 7, "vit_cifar_deep": 13,
 }
 
 
@@ -343,3 +344,25 @@ def test_the_papers_resnet152_variant_names():
 def test_authors_pruned_resnet56_parameter_counts(name, num_classes, params):
     model = create_model(name, num_classes=num_classes)
     assert sum(p.numel() for p in model.parameters()) == params
+
+
+def test_vit_tokens_layers_and_size():
+    model = create_model("vit_cifar", seed=0).eval()
+    assert sum(p.numel() for p in model.parameters()) == 811_146  # dim 128, 6 blocks, MLP 256, 65 tokens
+    seen = _capture(model, _images(3), "block")
+    assert [name for name, _ in model.feature_layers("block")] == ["embed"] + [f"blocks.{i}" for i in range(6)]
+    assert all(seen[f"blocks.{i}"].shape == (3, 65, 128) for i in range(6)) and seen["embed"].shape == (3, 65, 128)
+    # the head reads the class token (token 0) of the last block only
+    with torch.no_grad():
+        expected = model.head(model.norm(seen["blocks.5"][:, 0]))
+    assert torch.allclose(seen["logits"], expected, atol=1e-6)
+
+
+def test_vit_width_keeps_dim_a_multiple_of_heads_and_refuses_bad_sizes():
+    assert create_model("vit_cifar", width=0.5).embed.proj.out_channels == 64
+    assert create_model("vit_cifar", width=0.3).embed.proj.out_channels == 40
+    assert create_model("vit_cifar", width=0.001).embed.proj.out_channels == 4
+    with pytest.raises(ValueError, match="image_size 32 is not a multiple of patch 5"):
+        create_model("vit_cifar", patch=5)
+    with pytest.raises(ValueError, match="this ViT takes 32x32 images"):
+        create_model("vit_cifar", width=TINY)(_images(1, size=64))

@@ -86,7 +86,7 @@ def test_paper_recipe_is_the_papers():
 def test_registered_recipes_and_lookup_errors():
     assert set(RECIPES.names()) >= {"paper", "fast", "quick", "smoke"}
     assert get_recipe("fast").epochs <= 30 and get_recipe("FAST") is get_recipe("fast")
-    with pytest.raises(ValueError, match="unknown recipe 'slow'; valid choices: fast, paper, quick, smoke"):
+    with pytest.raises(ValueError, match="unknown recipe 'slow'; valid choices: fast, paper, quick, smoke, vit_fast, vit_quick, vit_smoke"):
         get_recipe("slow")
     with pytest.raises(ValueError, match="unknown schedule 'step'"):
         Recipe("x", epochs=3, batch_size=8, lr=0.1, schedule="step")
@@ -149,23 +149,27 @@ def test_same_seed_same_weights_other_seed_differs(small):
     assert not _same_weights(runs[0], runs[2])
 
 
-def test_resume_after_interruption_equals_uninterrupted_run(small, tmp_path):
+ADAMW = dataclasses.replace(RECIPE, optimizer="adamw", lr=3e-3, weight_decay=0.05, nesterov=False)
+
+
+@pytest.mark.parametrize("recipe", [RECIPE, ADAMW], ids=["sgd", "adamw"])
+def test_resume_after_interruption_equals_uninterrupted_run(small, tmp_path, recipe):
     train, test = small
     whole = TinyNet()
-    full = train_model(whole, train, test, RECIPE, seed=1, device="cpu", checkpoint_dir=tmp_path / "a",
+    full = train_model(whole, train, test, recipe, seed=1, device="cpu", checkpoint_dir=tmp_path / "a",
                        progress=False)
-    first = train_model(TinyNet(), train, test, RECIPE, seed=1, device="cpu", checkpoint_dir=tmp_path / "b",
+    first = train_model(TinyNet(), train, test, recipe, seed=1, device="cpu", checkpoint_dir=tmp_path / "b",
                         stop_after_epoch=1, progress=False)
     assert not first["finished"] and first["epochs_completed"] == 1
     torch.rand(10)  # move the global RNG on: dropout must not depend on it
     resumed = TinyNet(seed=99)  # a different initialisation: the checkpoint must overwrite it
-    rest = train_model(resumed, train, test, RECIPE, seed=1, device="cpu", checkpoint_dir=tmp_path / "b",
+    rest = train_model(resumed, train, test, recipe, seed=1, device="cpu", checkpoint_dir=tmp_path / "b",
                        progress=False)
     assert _same_weights(whole, resumed)
     assert rest["finished"] and rest["history"][0] == first["history"][0]
     assert [h["test_acc"] for h in rest["history"]] == [h["test_acc"] for h in full["history"]]
     again = TinyNet(seed=5)
-    train_model(again, train, test, RECIPE, seed=1, device="cpu", checkpoint_dir=tmp_path / "b", progress=False)
+    train_model(again, train, test, recipe, seed=1, device="cpu", checkpoint_dir=tmp_path / "b", progress=False)
     assert _same_weights(whole, again)  # a finished checkpoint just loads
 
 
@@ -326,6 +330,36 @@ def test_compile_branch_wraps_the_model(monkeypatch):
     result = measure_throughput(model, BF16, batch_size=8, steps=1, warmup=0, device="cpu",
                                 accel=Acceleration(amp=False, channels_last=True, compile=True))
     assert compiled == [model] and result["acceleration"]["compile"]
+
+
+def test_optimizers_registry_and_their_parameter_groups():
+    model = TinyNet()
+    sgd = train_module.OPTIMIZERS.get("sgd")(list(model.parameters()), RECIPE)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["nesterov"]
+    adamw = train_module.OPTIMIZERS.get("adamw")(list(model.parameters()), ADAMW)
+    decayed, plain = adamw.param_groups
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["betas"] == (ADAMW.momentum, 0.999)
+    assert decayed["weight_decay"] == 0.05 and plain["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decayed["params"]) and all(p.ndim < 2 for p in plain["params"])
+    assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
+    with pytest.raises(ValueError, match="unknown optimizer 'adam'; valid choices: adamw, sgd"):
+        dataclasses.replace(RECIPE, optimizer="adam")
+    with pytest.raises(ValueError, match="nesterov applies to sgd only"):
+        dataclasses.replace(ADAMW, nesterov=True)
+
+
+def test_sgd_recipes_keep_their_identity_and_adamw_ones_record_it():
+    assert "optimizer" not in get_recipe("quick").to_dict()
+    assert get_recipe("vit_quick").to_dict()["optimizer"] == "adamw"
+    assert {get_recipe(name).optimizer for name in ("vit_fast", "vit_quick", "vit_smoke")} == {"adamw"}
+
+
+def test_adamw_training_learns(small):
+    train, test = small
+    model = TinyNet()
+    metrics = train_model(model, train, test, dataclasses.replace(ADAMW, epochs=3), seed=0, device="cpu",
+                          progress=False)
+    assert metrics["final_test_acc"] > 0.5  # chance is 0.1
 
 
 def test_recipe_dropout_acts_while_training_and_is_restored(small):

@@ -70,6 +70,7 @@ __all__ = [
     "Recipe",
     "RECIPES",
     "SCHEDULES",
+    "OPTIMIZERS",
     "get_recipe",
     "Acceleration",
     "acceleration",
@@ -90,7 +91,13 @@ SCHEDULES: Registry[Callable[["Recipe", int], LrFactor]] = Registry("schedule")
 
 @dataclass(frozen=True)
 class Recipe:
-    """A complete training configuration (optimiser: SGD; loss: cross-entropy).
+    """A complete training configuration (loss: cross-entropy).
+
+    ``optimizer`` names an :data:`OPTIMIZERS` entry: ``"sgd"`` (``momentum``,
+    ``nesterov``, ``weight_decay`` on every parameter) or ``"adamw"``
+    (``momentum`` is beta1, beta2 is 0.999; decoupled ``weight_decay`` on the
+    weight matrices and kernels only, not on biases, norms or embeddings of
+    fewer than two dimensions).
 
     ``schedule`` names a :data:`SCHEDULES` entry; ``milestones``/``gamma`` serve
     ``multistep``; ``warmup_epochs`` (may be fractional) ramps the rate
@@ -107,6 +114,7 @@ class Recipe:
     epochs: int
     batch_size: int
     lr: float
+    optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 5e-4
     nesterov: bool = False
@@ -128,6 +136,7 @@ class Recipe:
     def __post_init__(self) -> None:
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
         SCHEDULES.get(self.schedule)
+        OPTIMIZERS.get(self.optimizer)
         problems = [
             msg for bad, msg in [
                 (not isinstance(self.epochs, int) or self.epochs < 1,
@@ -137,6 +146,7 @@ class Recipe:
                 (not self.lr > 0, f"lr must be > 0, got {self.lr}"),
                 (not 0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
                 (self.nesterov and self.momentum == 0, "nesterov needs momentum > 0"),
+                (self.nesterov and self.optimizer != "sgd", f"nesterov applies to sgd only, not {self.optimizer!r}"),
                 (self.weight_decay < 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
                 (not 0 <= self.warmup_epochs < self.epochs,
                  f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}"),
@@ -168,9 +178,15 @@ class Recipe:
         return replace(self, epochs=epochs, milestones=milestones, warmup_epochs=self.warmup_epochs * scale)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields (tuples become lists), the description left out."""
+        """JSON-ready fields (tuples become lists), the description left out.
+
+        ``optimizer`` is left out when it is ``"sgd"``, so recipes written before
+        the field existed keep their identity (and their stored models).
+        """
         out = asdict(self)
         out.pop("description")
+        if out["optimizer"] == "sgd":
+            out.pop("optimizer")
         out["milestones"] = list(self.milestones)
         return out
 
@@ -206,6 +222,21 @@ SCHEDULES.register("multistep", _multistep)
 SCHEDULES.register("linear", _linear)
 SCHEDULES.register("cosine", _cosine)
 
+def _sgd(params: list[nn.Parameter], recipe: Recipe) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+                           nesterov=recipe.nesterov)
+
+
+def _adamw(params: list[nn.Parameter], recipe: Recipe) -> torch.optim.Optimizer:
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": recipe.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=recipe.lr, betas=(recipe.momentum, 0.999))
+
+
+OPTIMIZERS: Registry[Callable[[list[nn.Parameter], "Recipe"], torch.optim.Optimizer]] = Registry("optimizer")
+OPTIMIZERS.register("sgd", _sgd)
+OPTIMIZERS.register("adamw", _adamw)
+
 RECIPES: Registry[Recipe] = Registry("recipe")
 for _recipe in (
     Recipe("paper", epochs=150, batch_size=256, lr=0.01, momentum=0.9, weight_decay=5e-3, schedule="multistep",
@@ -219,6 +250,14 @@ for _recipe in (
                                            "CPUs that have it"),
     Recipe("smoke", epochs=2, batch_size=32, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
            schedule="linear", flip=False, description="smoke profile on digits"),
+    Recipe("vit_fast", epochs=100, batch_size=512, lr=1e-3, optimizer="adamw", weight_decay=0.05,
+           schedule="cosine", warmup_epochs=5, label_smoothing=0.1, use_amp=True, channels_last=False,
+           description="Vision Transformers on one GPU: AdamW, 5 warm-up epochs, cosine decay, bf16"),
+    Recipe("vit_quick", epochs=10, batch_size=256, lr=2e-3, optimizer="adamw", weight_decay=0.05,
+           schedule="cosine", warmup_epochs=1, label_smoothing=0.1, pad=2,
+           description="Vision Transformers on a CPU: AdamW, 1 warm-up epoch, cosine decay, float32"),
+    Recipe("vit_smoke", epochs=2, batch_size=32, lr=1e-3, optimizer="adamw", weight_decay=0.05,
+           schedule="linear", flip=False, description="Vision Transformers, smoke profile on digits"),
 ):
     RECIPES.register(_recipe.name, _recipe)
 
@@ -305,8 +344,7 @@ class _Stepper:
             model.to(memory_format=torch.channels_last)
         self.model = model
         self.net = torch.compile(model) if self.accel.compile else model
-        self.optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                                         weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
+        self.optimizer = OPTIMIZERS.get(recipe.optimizer)(list(model.parameters()), recipe)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, SCHEDULES.get(recipe.schedule)(recipe, steps_per_epoch))
 

@@ -1,7 +1,7 @@
 """Architectures by name: ``create_model("vgg16", num_classes=10, width=0.5)``.
 
 Every registered name is a frozen configuration (:class:`VGGConfig`,
-:class:`ResNetConfig`, :class:`TorchvisionConfig`); keyword overrides replace
+:class:`ResNetConfig`, :class:`TorchvisionConfig`, :class:`ViTConfig`); keyword overrides replace
 its fields (``create_model("resnet18", depths=(1, 1, 1, 1))``). Every model takes
 pixel-space ``[0, 1]`` input ``(N, 3, H, W)``, has ``normalize`` as its first
 submodule, and declares its layers with ``feature_layers(tap)`` (see
@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol, Sequence
 import torch
 from torch import nn
 
-from modgraph.models import resnet, resnet_cifar, torchvision, vgg
+from modgraph.models import resnet, resnet_cifar, torchvision, vgg, vit
 from modgraph.models.layers import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -32,6 +32,7 @@ from modgraph.models.resnet import ResNet, ResNetConfig
 from modgraph.models.taps import TAPS, LayerSpec
 from modgraph.models.torchvision import TorchvisionConfig, TorchvisionModel
 from modgraph.models.vgg import VGG, VGG_STAGES, VGGConfig, vgg_remove_last_units
+from modgraph.models.vit import VisionTransformer, ViTConfig
 from modgraph.registry import Registry
 
 __all__ = [
@@ -56,6 +57,8 @@ __all__ = [
     "ResNetConfig",
     "TorchvisionConfig",
     "TorchvisionModel",
+    "VisionTransformer",
+    "ViTConfig",
 ]
 
 
@@ -70,7 +73,7 @@ class ModelConfig(Protocol):
 
 
 MODELS: Registry[ModelConfig] = Registry("model")
-for _module in (vgg, resnet, resnet_cifar, torchvision):
+for _module in (vgg, resnet, resnet_cifar, torchvision, vit):
     for _name, _config in _module.CONFIGS.items():
         MODELS.register(_name, _config)
 
