@@ -44,7 +44,7 @@ LAYER_COUNTS = {
     "resnet56_authors_cifar10": 12, "resnet56_authors_cifar100": 17,
     **{f"tv_resnet{d}": c for d, c in ((18, 9), (34, 17), (50, 17), (101, 34), (152, 51))},
     **{f"tv_vgg{d}_bn": c for d, c in ((11, 8), (13, 10), (16, 13), (19, 16))},
-    "vit_cifar": 7, "vit_cifar_deep": 13,
+    "vit_cifar": 7, "vit_cifar_deep": 13, "tv_vit_b_16": 13, "tv_vit_b_32": 13,
 }
 
 
@@ -106,7 +106,7 @@ def test_every_model_runs_and_declares_its_layers(name):
     hook = lambda m, i, o: saved.append((o, o.clone()))  # noqa: E731
     handles = [m.register_forward_hook(hook) for tap in ("block", "conv") for _, m in model.feature_layers(tap)]
     with torch.no_grad():
-        logits = model(_images())
+        logits = model(_images(size=224 if name.startswith("tv_vit") else 32))
     for handle in handles:
         handle.remove()
     num_classes = 1000 if name.startswith("tv_") else 10

@@ -1,8 +1,10 @@
-"""torchvision's ImageNet ResNet18..152 and VGG11..19 (with batch norm), wrapped so
-they take pixel-space input and declare their layers like every other model.
+"""torchvision's ImageNet ResNet18..152, VGG11..19 (with batch norm) and ViT-B,
+wrapped so they take pixel-space input and declare their layers like every
+other model.
 
-Registered as ``tv_resnet18`` .. ``tv_resnet152`` and ``tv_vgg11_bn`` ..
-``tv_vgg19_bn``; defaults are 1000 classes and ImageNet mean/std. Nothing is
+Registered as ``tv_resnet18`` .. ``tv_resnet152``, ``tv_vgg11_bn`` ..
+``tv_vgg19_bn``, ``tv_vit_b_16`` and ``tv_vit_b_32``; defaults are 1000
+classes and ImageNet mean/std. Nothing is
 ever downloaded: ``weights`` is a local state-dict file of the torchvision
 network (its own keys, e.g. ``conv1.weight``), or ``None`` for random weights.
 
@@ -12,6 +14,11 @@ Layer names (the wrapped network is the submodule ``net``):
   ``"conv"``: ``"net.conv1"``), then every block ``"net.layer{s}.{b}"``.
 - VGG: each Conv-BN-ReLU unit's ReLU ``"net.features.{i}"`` (tap ``"conv"``:
   the unit's convolution ``"net.features.{i-2}"``).
+- ViT (``tv_vit_b_16``, ``tv_vit_b_32``; 224x224 input): the embedded tokens
+  entering the encoder ``"net.encoder.dropout"`` (patches, class token and
+  position embedding), then every encoder block
+  ``"net.encoder.layers.encoder_layer_{i}"``; each outputs ``(N, 1 + P, D)``
+  tokens, the class token first. Both taps read the same modules.
 """
 
 from __future__ import annotations
@@ -50,9 +57,15 @@ def _vgg_specs(net: nn.Module) -> list[LayerSpec]:
     return specs
 
 
+def _vit_specs(net: nn.Module) -> list[LayerSpec]:
+    return [LayerSpec("net.encoder.dropout")] + [LayerSpec(f"net.encoder.layers.{name}")
+                                                 for name, _ in net.encoder.layers.named_children()]
+
+
 FAMILIES: Registry[Callable[[nn.Module], list[LayerSpec]]] = Registry("torchvision family")
 FAMILIES.register("resnet", _resnet_specs)
 FAMILIES.register("vgg", _vgg_specs)
+FAMILIES.register("vit", _vit_specs)
 
 
 @dataclass(frozen=True)
@@ -119,4 +132,5 @@ class TorchvisionModel(nn.Module):
 CONFIGS: dict[str, TorchvisionConfig] = {
     **{f"tv_resnet{d}": TorchvisionConfig(f"resnet{d}", "resnet") for d in (18, 34, 50, 101, 152)},
     **{f"tv_vgg{d}_bn": TorchvisionConfig(f"vgg{d}_bn", "vgg") for d in (11, 13, 16, 19)},
+    **{f"tv_vit_{size}": TorchvisionConfig(f"vit_{size}", "vit") for size in ("b_16", "b_32")},
 }
