@@ -97,6 +97,12 @@ def _training_dynamics(p: Mapping[str, Any]) -> list[Request]:
     return list(trained_specs(p["archs"], p["dataset"], **_training(p), snapshots=snapshots))
 
 
+def _transformers(p: Mapping[str, Any]) -> list[Request]:
+    vit = {"recipe": p["vit_recipe"], "width": p["vit_width"], "epochs": p["vit_epochs"], "seed": p["seed"]}
+    return [*trained_specs(p["archs"], p["dataset"], **_training(p)),
+            *trained_specs([p["vit_arch"]], p["dataset"], **vit, snapshots={p["vit_arch"]: p["max_epoch"]})]
+
+
 def _pruning(p: Mapping[str, Any]) -> list[Request]:
     settings = pruning.PruneSettings(recipe=p["recipe"], epochs=p["epochs"], finetune_epochs=p["finetune_epochs"],
                                      width=p["width"], seed=p["seed"], n=p["n"], k=p["k"], repeats=p["repeats"],
@@ -120,6 +126,7 @@ PLANNERS.register("03_training", _training_dynamics)
 PLANNERS.register("04_ablations", _one_dataset)
 PLANNERS.register("05_cka", _one_dataset)
 PLANNERS.register("06_pruning", _pruning)
+PLANNERS.register("07_vit", _transformers)
 
 KNOWN_DATASETS: dict[str, tuple[int, int, tuple[int, int]]] = {
     "cifar10": (50_000, 10, (32, 32)),
