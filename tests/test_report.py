@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from modgraph import claims, paths, report
+from modgraph.curve import CurveSettings
 
 
 @pytest.fixture
@@ -210,22 +211,22 @@ def test_cached_curve_equals_direct_computation_and_is_reused(fake_store):
     from modgraph.store import ModelSpec
 
     spec = ModelSpec("vgg11", "digits", recipe="smoke", width=1 / 16)
-    curve = report.cached_curve(spec, n=40, k=3, repeats=2, seed=1, progress=False)
+    curve = report.cached_curve(spec, CurveSettings(n=40, k=3, repeats=2, seed=1), progress=False)
     images, labels = load_dataset("digits", "test", progress=False).tensors()
     direct = modularity_curve(create_model("vgg11", width=1 / 16, seed=0).eval(), images, labels, n=40, k=3,
                               repeats=2, seed=1, progress=False)
     np.testing.assert_allclose(curve.array, direct.array, rtol=1e-6, atol=1e-9)
     assert curve.layers == direct.layers
     assert curve.meta["test_accuracy"] == 50.0 and curve.meta["model"] == "vgg11"
-    again = report.cached_curve(spec, n=40, k=3, repeats=2, seed=1, progress=False)
+    again = report.cached_curve(spec, CurveSettings(n=40, k=3, repeats=2, seed=1), progress=False)
     assert again == curve and len(fake_store) == 1  # second call: from the cache, no model needed
-    report.cached_curve(spec, n=40, k=5, repeats=2, seed=1, progress=False)
+    report.cached_curve(spec, CurveSettings(n=40, k=5, repeats=2, seed=1), progress=False)
     assert len(fake_store) == 2
 
 
 def test_model_curves_reports_absent_data_sets(fake_store):
-    study = report.model_curves(["vgg11"], ["digits", "imagenet50"], recipe="smoke", width=1 / 16, n=30,
-                                repeats=1, progress=False)
+    study = report.model_curves(["vgg11"], ["digits", "imagenet50"], CurveSettings(n=30, repeats=1), recipe="smoke",
+                                width=1 / 16, progress=False)
     assert list(study.curves) == ["digits"] and list(study.curves["digits"]) == ["vgg11"]
     assert "imagenet" in study.missing["imagenet50"]
     panels = study.panels()
@@ -242,11 +243,11 @@ def test_model_curves_reports_absent_data_sets(fake_store):
 
 
 def test_model_curves_keeps_the_requested_snapshots(fake_store):
-    report.model_curves(["vgg11", "vgg13"], ["digits"], recipe="smoke", width=1 / 16, n=30, repeats=1,
-                        snapshots={"vgg13": 2}, progress=False)
+    report.model_curves(["vgg11", "vgg13"], ["digits"], CurveSettings(n=30, repeats=1), recipe="smoke",
+                        width=1 / 16, snapshots={"vgg13": 2}, progress=False)
     assert [(s.arch, s.snapshot_epochs) for s in fake_store] == [("vgg11", ()), ("vgg13", (0, 1, 2))]
     fake_store.clear()
-    report.model_curves(["vgg11"], ["digits"], recipe="smoke", width=1 / 16, n=31, repeats=1,
+    report.model_curves(["vgg11"], ["digits"], CurveSettings(n=31, repeats=1), recipe="smoke", width=1 / 16,
                         snapshots={"vgg13": 2}, progress=False)  # a run restricted to fewer models
     assert [(s.arch, s.snapshot_epochs) for s in fake_store] == [("vgg11", ())]
     with pytest.raises(ValueError, match="unknown model 'vgg99'; valid choices"):
@@ -287,7 +288,8 @@ def test_cached_embeddings_use_the_first_curve_sample(fake_store, monkeypatch):
 
     monkeypatch.setattr(tsne, "layer_embeddings",
                         lambda model, images, **kw: {"only": images.reshape(len(images), -1)[:, :2].numpy()})
-    emb = report.cached_embeddings(ModelSpec("vgg11", "digits", recipe="smoke"), n=25, seed=2, progress=False)
+    emb = report.cached_embeddings(ModelSpec("vgg11", "digits", recipe="smoke"), CurveSettings(n=25, seed=2),
+                                   progress=False)
     data = load_dataset("digits", "test", progress=False)
     index = sample_indices(len(data), 25, 1, 2)[0]
     np.testing.assert_array_equal(emb.labels, data.labels[index])

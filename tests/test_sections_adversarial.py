@@ -13,6 +13,7 @@ from torch import nn
 
 from modgraph import paths
 from modgraph.attacks import adversarial_examples
+from modgraph.curve import CurveSettings
 from modgraph.data import load_dataset, sample_indices
 from modgraph.sections import adversarial as adv
 from modgraph.sections.adversarial import AdversarialSettings
@@ -90,7 +91,7 @@ def test_settings_check_names_and_sizes():
         AdversarialSettings(("fgsm",), samples={"jsma": 3})
     with pytest.raises(ValueError, match=r"batches\['fgsm'\] must be an int >= 1"):
         AdversarialSettings(("fgsm",), batches={"fgsm": 0})
-    with pytest.raises(ValueError, match="k must be smaller than n"):
+    with pytest.raises(ValueError, match="k must satisfy 1 <= k < n"):
         AdversarialSettings(("fgsm",), n=3, k=3)
     with pytest.raises(ValueError, match="attacks must not repeat"):
         AdversarialSettings(("fgsm", "FGSM"))
@@ -163,14 +164,14 @@ def test_attack_curves_equal_direct_curves_of_both_image_sets(store):
 
     settings = AdversarialSettings(("fgsm",), n=12, pool=2, overrides={"fgsm": {"eps": 0.2}})
     result = adv.cached_adversarial(store.spec, "fgsm", settings, progress=False)
-    curves = adv.attack_curves(store.spec, result, k=3, progress=False)
+    curves = adv.attack_curves(store.spec, result, CurveSettings(k=3), progress=False)
     for kind, images in (("adversarial", result.images), ("clean", result.clean)):
         direct = modularity_curve(store.model, images, result.labels, n=result.n_found, k=3, repeats=1,
                                   progress=False)
         np.testing.assert_allclose(curves[kind].array, direct.array)
         assert curves[kind].layers == ("flat", "fc") and curves[kind].meta["images"] == kind
     calls = len(store.calls)
-    again = adv.attack_curves(store.spec, result, k=3, progress=False)
+    again = adv.attack_curves(store.spec, result, CurveSettings(k=3), progress=False)
     assert len(store.calls) == calls and again["adversarial"].values == curves["adversarial"].values
 
 
@@ -180,7 +181,7 @@ def test_attack_curves_need_more_examples_than_neighbours(store):
         warnings.simplefilter("ignore")
         result = adv.cached_adversarial(store.spec, "fgsm", settings, progress=False)
     with pytest.raises(ValueError, match="0 adversarial example\\(s\\) cannot form a 3-NN graph"):
-        adv.attack_curves(store.spec, result, k=3, progress=False)
+        adv.attack_curves(store.spec, result, CurveSettings(k=3), progress=False)
 
 
 def test_study_tables_panels_and_claims(store):

@@ -37,9 +37,9 @@ from tqdm.auto import tqdm
 
 from modgraph import paths, provenance, site, tables
 from modgraph.claims import Claim, claims_table
+from modgraph.curve import Curve, CurveSettings
 
 if TYPE_CHECKING:
-    from modgraph.curve import Curve
     from modgraph.store import ModelSpec
 
 __all__ = [
@@ -313,50 +313,35 @@ TSNE_CODE = ("modgraph.features", "modgraph.data", "modgraph.models", "modgraph.
 """Modules whose source determines the t-SNE embeddings of :func:`cached_embeddings`."""
 
 
-def _curve_config(**settings: Any) -> dict[str, Any]:
-    for name in ("n", "k", "repeats", "seed"):
-        value = settings[name]
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{name} must be an int, got {value!r}")
-    return settings
-
-
 def cached_curve(
     spec: "ModelSpec",
+    settings: CurveSettings = CurveSettings(),
     *,
     dataset: str | None = None,
     split: str = "test",
-    n: int = 500,
-    k: int = 3,
-    repeats: int = 5,
-    seed: int = 0,
-    similarity: str = "cosine",
-    tap: str = "block",
     device: str | None = None,
     progress: bool = True,
-) -> "Curve":
+) -> Curve:
     """The modularity curve of the stored model ``spec`` on ``dataset`` (default: its training set), cached.
 
     Loads the curve from ``data/cache/curves/`` or trains/loads the model
-    (:func:`modgraph.store.get_model`), computes the curve on ``repeats``
-    disjoint samples of ``n`` images of ``split`` and saves it. ``meta`` holds
-    the model's ``test_accuracy`` (%) and its spec.
+    (:func:`modgraph.store.get_model`), computes the curve with ``settings``
+    on ``split`` and saves it. ``meta`` holds the model's ``test_accuracy`` (%)
+    and its spec.
     """
-    from modgraph.curve import Curve, modularity_curve
+    from modgraph.curve import modularity_curve
     from modgraph.data import load_dataset
     from modgraph.store import get_model
 
     dataset = dataset or spec.dataset
-    config = _curve_config(model=spec.canonical(), dataset=dataset, split=split, n=n, k=k, repeats=repeats,
-                           seed=seed, similarity=similarity, tap=tap)
+    config = {"model": spec.canonical(), "dataset": dataset, "split": split, **settings.to_dict()}
 
     def compute() -> dict:
         stored = get_model(spec, device=device, progress=progress)
         images, labels = load_dataset(dataset, split, progress=progress).tensors()
         meta = {"model": spec.arch, "dataset": dataset, "split": split, "spec": spec.canonical(),
                 "test_accuracy": accuracy_percent(stored.metrics)}
-        return modularity_curve(stored.model, images, labels, n=n, k=k, repeats=repeats, seed=seed,
-                                similarity=similarity, tap=tap, device=device, meta=meta,
+        return modularity_curve(stored.model, images, labels, settings, device=device, meta=meta,
                                 progress=progress).to_dict()
 
     return Curve.from_dict(cached("curves", config, compute, code=CURVE_CODE))
@@ -465,21 +450,18 @@ def trained_specs(archs: Sequence[str], dataset: str, *, recipe: str, width: flo
 def model_curves(
     archs: Sequence[str],
     datasets: Sequence[str],
+    settings: CurveSettings = CurveSettings(),
     *,
     recipe: str,
     width: float = 1.0,
     epochs: int | None = None,
     seed: int = 0,
-    n: int = 500,
-    k: int = 3,
-    repeats: int = 5,
-    similarity: str = "cosine",
-    tap: str = "block",
     snapshots: Mapping[str, int] | None = None,
     device: str | None = None,
     progress: bool = True,
 ) -> CurveStudy:
-    """Cached curves (:func:`cached_curve`) of every ``arch`` trained by the store on every data set.
+    """Cached curves (:func:`cached_curve` with ``settings``) of every ``arch`` trained by the store (training
+    seed ``seed``) on every data set.
 
     ``snapshots``: arch -> last epoch ``E``; when the store trains that model
     here it keeps the snapshots of epochs ``0..E`` as well, so that a later
@@ -506,9 +488,7 @@ def model_curves(
             missing[ds] = str(err)
             continue
         arch = spec.arch
-        curves.setdefault(ds, {})[arch] = cached_curve(spec, n=n, k=k, repeats=repeats, seed=seed,
-                                                       similarity=similarity, tap=tap, device=device,
-                                                       progress=progress)
+        curves.setdefault(ds, {})[arch] = cached_curve(spec, settings, device=device, progress=progress)
     return CurveStudy(tuple(datasets), curves, missing)
 
 
@@ -523,24 +503,19 @@ def _file_sha256(path: Path) -> str:
 def pretrained_curves(
     archs: Sequence[str],
     dataset: str,
+    settings: CurveSettings = CurveSettings(),
     *,
     weights_dir: str = "weights",
-    n: int = 500,
-    k: int = 3,
-    repeats: int = 5,
-    seed: int = 0,
-    similarity: str = "cosine",
-    tap: str = "block",
     device: str | None = None,
     progress: bool = True,
 ) -> CurveStudy:
-    """Cached curves of pretrained models ``archs`` (e.g. ``tv_resnet18``) on ``dataset``.
+    """Cached curves (``settings``) of pretrained models ``archs`` (e.g. ``tv_resnet18``) on ``dataset``.
 
     Weights are the state-dict files ``data/<weights_dir>/<arch>.pth``
     (nothing is downloaded). An absent data set or weights file is skipped
     and explained in :attr:`CurveStudy.missing`.
     """
-    from modgraph.curve import Curve, modularity_curve
+    from modgraph.curve import modularity_curve
     from modgraph.data import DatasetNotFoundError, load_dataset
     from modgraph.models import create_model
 
@@ -558,14 +533,13 @@ def pretrained_curves(
             skipped[arch] = (f"no weights file {paths.relative(weights)}: save the torchvision state dict of "
                              f"{arch} there to include it")
             continue
-        config = _curve_config(arch=arch, weights_sha256=_file_sha256(weights), dataset=dataset, split="test",
-                               n=n, k=k, repeats=repeats, seed=seed, similarity=similarity, tap=tap)
+        config = {"arch": arch, "weights_sha256": _file_sha256(weights), "dataset": dataset, "split": "test",
+                  **settings.to_dict()}
 
         def compute(arch: str = arch, weights: Path = weights) -> dict:
             model = create_model(arch, weights=str(weights), mean=data.mean, std=data.std)
             images, labels = data.tensors()
-            return modularity_curve(model, images, labels, n=n, k=k, repeats=repeats, seed=seed,
-                                    similarity=similarity, tap=tap, device=device,
+            return modularity_curve(model, images, labels, settings, device=device,
                                     meta={"model": arch, "dataset": dataset, "split": "test"},
                                     progress=progress).to_dict()
 
@@ -585,27 +559,28 @@ class Embeddings:
 
 def cached_embeddings(
     spec: "ModelSpec",
+    settings: CurveSettings = CurveSettings(),
     *,
-    n: int = 500,
-    seed: int = 0,
-    tap: str = "block",
     perplexity: float = 30.0,
     device: str | None = None,
     progress: bool = True,
 ) -> Embeddings:
-    """t-SNE per layer of ``n`` test samples of ``spec.dataset`` through the stored model, cached.
+    """t-SNE per layer (at ``settings.tap``) of ``settings.n`` test samples of ``spec.dataset`` through the
+    stored model, cached.
 
-    The samples are the first of the disjoint sets a curve with the same
-    ``n`` and ``seed`` uses (:func:`modgraph.data.sample_indices` with one repeat).
+    The samples are the first of the disjoint sets the curve with ``settings``
+    uses (:func:`modgraph.data.sample_indices` with one repeat); the t-SNE is
+    seeded with ``settings.seed``.
     """
     from modgraph.data import load_dataset, sample_indices
     from modgraph.plots.tsne import layer_embeddings
     from modgraph.store import get_model
 
     data = load_dataset(spec.dataset, "test", progress=progress)
+    n, seed, tap = settings.n, settings.seed, settings.tap
     index = sample_indices(len(data), n, 1, seed)[0]
-    config = _curve_config(model=spec.canonical(), dataset=spec.dataset, n=n, k=1, repeats=1, seed=seed, tap=tap,
-                           perplexity=float(perplexity))
+    config = {"model": spec.canonical(), "dataset": spec.dataset, "n": n, "seed": seed, "tap": tap,
+              "perplexity": float(perplexity)}
 
     def compute() -> dict:
         model = get_model(spec, device=device, progress=progress).model

@@ -24,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from modgraph.claims import Claim, check, depth_spearman
-from modgraph.curve import Curve, modularity_curve, modularity_sweep
+from modgraph.curve import Curve, CurveSettings, modularity_curve, modularity_sweep
 from modgraph.graph import SIMILARITIES
 from modgraph.models import TAPS
 from modgraph.registry import Registry
@@ -145,11 +145,8 @@ class AblationSettings:
     large_ks: tuple[int, ...] = (10, 25, 50, 100, 200)
 
     def __post_init__(self) -> None:
-        for name, low in (("n", 1), ("k", 1), ("repeats", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-            object.__setattr__(self, name, int(value))
+        for name, value in self.curve_settings.to_dict().items():
+            object.__setattr__(self, name, value)
         for name in ("ns", "small_ks", "large_ks"):
             object.__setattr__(self, name, _sorted_ints(getattr(self, name), name, 2))
         for name, registry in (("similarity", SIMILARITIES), ("alternative", SIMILARITIES), ("tap", TAPS)):
@@ -163,6 +160,12 @@ class AblationSettings:
             raise ValueError(f"every k must be < n = {self.n} (samples per graph); too large: {too_large}")
         if self.k >= self.ns[0]:
             raise ValueError(f"k = {self.k} must be < the smallest of ns = {list(self.ns)}")
+
+    @property
+    def curve_settings(self) -> CurveSettings:
+        """The reference curve's settings; checked."""
+        return CurveSettings(n=self.n, k=self.k, repeats=self.repeats, seed=self.seed, similarity=self.similarity,
+                             tap=self.tap)
 
     @property
     def ks(self) -> tuple[int, ...]:
@@ -327,8 +330,8 @@ def measure_ablation(
     alternative = by_k_sweep[len(s.ks) + s.ks.index(s.k)]
     by_n = dict(zip(s.ns, modularity_sweep(model, images, labels, ns=s.ns, ks=(s.k,), similarities=(s.similarity,),
                                            **common)))
-    start = modularity_curve(untrained, images, labels, n=s.n, k=s.k, similarity=s.similarity,
-                             **{**common, "meta": {**dict(meta or {}), "weights": "initial"}})
+    start = modularity_curve(untrained, images, labels, s.curve_settings, device=device,
+                             meta={**dict(meta or {}), "weights": "initial"}, progress=progress)
     return ModelAblation(name or type(model).__name__, s, by_n, by_k, alternative, start, dict(meta or {}))
 
 

@@ -37,8 +37,7 @@ from tqdm.auto import tqdm
 from modgraph import paths, provenance
 from modgraph.attacks import ATTACKS, AdversarialResult, adversarial_examples, attack_params
 from modgraph.claims import Claim, check
-from modgraph.curve import Curve
-from modgraph.graph import SIMILARITIES
+from modgraph.curve import Curve, CurveSettings
 
 if TYPE_CHECKING:
     from modgraph.store import ModelSpec
@@ -112,10 +111,9 @@ class AdversarialSettings:
         if len(set(names)) != len(names):
             raise ValueError(f"attacks must not repeat, got {list(self.attacks)}")
         object.__setattr__(self, "attacks", names)
-        for name in ("n", "pool", "k", "repeats"):
-            object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
-        if self.k >= self.n:
-            raise ValueError(f"k must be smaller than n, got k={self.k}, n={self.n}")
+        for name, value in self.curve_settings.to_dict().items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "pool", _positive_int("pool", self.pool))
         samples = {a: _positive_int(f"samples[{a!r}]", v) for a, v in self._per_attack("samples").items()}
         object.__setattr__(self, "samples", samples)
         batches = {a: _positive_int(f"batches[{a!r}]", v) for a, v in self._per_attack("batches").items()}
@@ -126,9 +124,12 @@ class AdversarialSettings:
                 raise ValueError(f"overrides of {name!r} must map parameter -> value, got {params!r}")
             attack_params(name, params)
         object.__setattr__(self, "overrides", {a: dict(p) for a, p in overrides.items()})
-        SIMILARITIES.get(self.similarity)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+
+    @property
+    def curve_settings(self) -> CurveSettings:
+        """The settings of the clean reference curve (``n`` samples per repeat); checked."""
+        return CurveSettings(n=self.n, k=self.k, repeats=self.repeats, seed=self.seed, similarity=self.similarity,
+                             tap=self.tap)
 
     def _per_attack(self, what: str) -> dict[str, Any]:
         """``self.<what>`` (attack -> value) with lower-cased keys; ``ValueError`` for attacks not requested."""
@@ -269,35 +270,32 @@ def _tensor_sha(*tensors: torch.Tensor) -> str:
 def attack_curves(
     spec: "ModelSpec",
     result: AdversarialResult,
+    settings: CurveSettings = CurveSettings(),
     *,
-    k: int = 3,
-    similarity: str = "cosine",
-    tap: str = "block",
     device: str | None = None,
     progress: bool = True,
 ) -> dict[str, Curve]:
     """Curves of ``result``'s adversarial images and of their clean originals through ``spec``'s model, cached.
 
     Both use all ``result.n_found`` images as one sample set, labelled by the
-    true classes; returns ``{"adversarial": Curve, "clean": Curve}``. The cache
+    true classes, and the graph settings (``k``, ``similarity``, ``tap``) of ``settings``; returns ``{"adversarial": Curve, "clean": Curve}``. The cache
     key hashes the images, so it follows the examples.
     """
     from modgraph import report
     from modgraph.curve import modularity_curve
     from modgraph.store import get_model
 
-    n = result.n_found
+    n, k = result.n_found, settings.k
     if n <= k:
         raise ValueError(f"{result.attack}: {n} adversarial example(s) cannot form a {k}-NN graph; need more than {k}")
+    whole = dataclasses.replace(settings, n=n, repeats=1, seed=0)
     config = {"spec": spec.canonical(), "attack": result.attack,
-              "images": _tensor_sha(result.images, result.clean, result.labels),
-              "n": n, "k": k, "repeats": 1, "seed": 0, "similarity": similarity, "tap": tap}
+              "images": _tensor_sha(result.images, result.clean, result.labels), **whole.to_dict()}
 
     def compute() -> dict:
         model = get_model(spec, device=device, progress=progress).model
         meta = {"model": spec.arch, "dataset": spec.dataset, "attack": result.attack}
-        return {kind: modularity_curve(model, images, result.labels, n=n, k=k, repeats=1, seed=0,
-                                       similarity=similarity, tap=tap, device=device,
+        return {kind: modularity_curve(model, images, result.labels, whole, device=device,
                                        meta={**meta, "images": kind}, progress=progress).to_dict()
                 for kind, images in (("adversarial", result.images), ("clean", result.clean))}
 
@@ -453,15 +451,13 @@ def adversarial_study(
         raise ValueError(f"archs must be a non-empty list of model names, got {archs!r}")
     specs = trained_specs(archs, dataset, recipe=recipe, width=width, epochs=epochs, seed=seed)
     s = settings
-    references = {spec.arch: cached_curve(spec, split="test", n=s.n, k=s.k, repeats=s.repeats, seed=s.seed,
-                                          similarity=s.similarity, tap=s.tap, device=device, progress=progress)
+    references = {spec.arch: cached_curve(spec, s.curve_settings, split="test", device=device, progress=progress)
                   for spec in specs}
     outcomes = []
     jobs = [(spec, attack) for spec in specs for attack in s.attacks]
     for spec, attack in tqdm(jobs, desc="attacks", disable=not progress):
         result = cached_adversarial(spec, attack, s, device=device, progress=progress)
-        curves = (attack_curves(spec, result, k=s.k, similarity=s.similarity, tap=s.tap, device=device,
-                                progress=progress)
+        curves = (attack_curves(spec, result, s.curve_settings, device=device, progress=progress)
                   if result.n_found > s.k else {})
         outcomes.append(AttackOutcome(spec.arch, result, curves.get("adversarial"), curves.get("clean")))
     return AdversarialStudy(s, tuple(outcomes), references)

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from modgraph.cka import cka_matrix
 from modgraph.claims import Claim, check
-from modgraph.curve import Curve, curve_from_features
+from modgraph.curve import Curve, CurveSettings, curve_from_features
 from modgraph.data import sample_indices
 from modgraph.features import iter_layer_features, layer_names
 from modgraph.registry import Registry
@@ -192,13 +192,8 @@ def compare_layers(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor | np.ndarray,
+    settings: CurveSettings = CurveSettings(),
     *,
-    n: int = 500,
-    k: int = 3,
-    repeats: int = 5,
-    seed: int = 0,
-    similarity: str = "cosine",
-    tap: str = "block",
     debiased: bool = False,
     batch_size: int = 256,
     device: str | torch.device | None = None,
@@ -206,12 +201,14 @@ def compare_layers(
     meta: Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> LayerComparison:
-    """Modularity curve and linear CKA matrix of ``model`` on ``repeats`` disjoint samples of ``n`` images.
+    """Modularity curve and linear CKA matrix of ``model`` on the sample sets of ``settings``.
 
     ``images`` (N, 3, H, W) in [0, 1], ``labels`` (N,). The samples are those of
-    :func:`modgraph.curve.modularity_curve` with the same ``n``, ``repeats`` and
-    ``seed`` (so the curve equals it); one feature pass serves both measures.
+    :func:`modgraph.curve.modularity_curve` with the same ``settings`` (so the
+    curve equals it); one feature pass serves both measures.
     """
+    n, k, repeats, seed, similarity, tap = (settings.n, settings.k, settings.repeats, settings.seed,
+                                            settings.similarity, settings.tap)
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         raise ValueError(f"images must be a (N, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
     labels = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
@@ -231,11 +228,10 @@ def compare_layers(
             grams.append([(R @ R.T).cpu() for R in rows])
             yield name, X
 
-    settings = {"n": n, "k": k, "repeats": repeats, "seed": seed, "similarity": similarity, "tap": tap}
     curve = curve_from_features(features(), labels[union], local, k=k, similarity=similarity,
                                 meta={**dict(meta or {}), "seed": seed, "tap": tap})
     per_set = [cka_matrix((layer[r] for layer in grams), debiased=debiased, grams=True) for r in range(repeats)]
-    info = {**dict(meta or {}), **settings, "debiased": debiased}
+    info = {**dict(meta or {}), **settings.to_dict(), "debiased": debiased}
     return LayerComparison(curve, np.mean(per_set, axis=0), info)
 
 
@@ -264,14 +260,9 @@ WEIGHTS.register("initial", _initial_weights)
 
 def cached_comparison(
     spec: "ModelSpec",
+    settings: CurveSettings = CurveSettings(),
     *,
     weights: str = "trained",
-    n: int = 500,
-    k: int = 3,
-    repeats: int = 5,
-    seed: int = 0,
-    similarity: str = "cosine",
-    tap: str = "block",
     debiased: bool = False,
     device: str | None = None,
     progress: bool = True,
@@ -289,16 +280,15 @@ def cached_comparison(
 
     load_weights = WEIGHTS.get(weights)
     config = {"model": spec.canonical(), "weights": weights.lower(), "dataset": spec.dataset, "split": "test",
-              "n": n, "k": k, "repeats": repeats, "seed": seed, "similarity": similarity, "tap": tap,
-              "debiased": debiased}
+              **settings.to_dict(), "debiased": debiased}
 
     def compute() -> dict:
         data = load_dataset(spec.dataset, "test", progress=progress)
         model, info = load_weights(spec, data, device, progress)
         images, labels = data.tensors()
         meta = {"model": spec.arch, "dataset": spec.dataset, "split": "test", "spec": spec.canonical(), **info}
-        return compare_layers(model, images, labels, n=n, k=k, repeats=repeats, seed=seed, similarity=similarity,
-                              tap=tap, debiased=debiased, device=device, meta=meta, progress=progress).to_dict()
+        return compare_layers(model, images, labels, settings, debiased=debiased, device=device, meta=meta,
+                              progress=progress).to_dict()
 
     code = report.CURVE_CODE + ("modgraph.cka", "modgraph.sections.cka", "modgraph.sections.ablations")
     return LayerComparison.from_dict(report.cached("cka", config, compute, code=code))
@@ -307,25 +297,26 @@ def cached_comparison(
 def comparison_study(
     archs: Sequence[str],
     dataset: str,
+    settings: CurveSettings = CurveSettings(),
     *,
     recipe: str,
     width: float = 1.0,
     epochs: int | None = None,
     seed: int = 0,
+    weights: str = "trained",
+    debiased: bool = False,
     device: str | None = None,
     progress: bool = True,
-    **settings: Any,
 ) -> dict[str, LayerComparison]:
-    """:func:`cached_comparison` of every ``arch`` of the store trained on ``dataset``: arch -> comparison.
-
-    ``settings`` are :func:`cached_comparison`'s (``weights``, ``n``, ``k``, ``repeats``, ...).
-    """
+    """:func:`cached_comparison` (``settings``, ``weights``, ``debiased``) of every ``arch`` of the store trained
+    on ``dataset`` with training seed ``seed``: arch -> comparison."""
     from modgraph.report import trained_specs
 
     if isinstance(archs, str) or not archs:
         raise ValueError(f"archs must be a non-empty list of model names, got {archs!r}")
     specs = trained_specs(archs, dataset, recipe=recipe, width=width, epochs=epochs, seed=seed)
-    return {spec.arch: cached_comparison(spec, seed=seed, device=device, progress=progress, **settings)
+    return {spec.arch: cached_comparison(spec, settings, weights=weights, debiased=debiased, device=device,
+                                         progress=progress)
             for spec in tqdm(specs, desc="CKA", disable=not progress)}
 
 

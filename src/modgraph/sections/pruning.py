@@ -39,7 +39,7 @@ from modgraph.models.resnet_cifar import AUTHORS_RESNET56_DEPTHS
 from modgraph.site import admonition
 
 if TYPE_CHECKING:
-    from modgraph.curve import Curve
+    from modgraph.curve import Curve, CurveSettings
     from modgraph.prune import Complexity, LayerVerdict
     from modgraph.store import ModelSpec
 
@@ -144,22 +144,16 @@ class PruneSettings:
     threshold: float = 0.01
 
     def __post_init__(self) -> None:
-        from modgraph.graph import SIMILARITIES
-        from modgraph.models import TAPS
         from modgraph.train import get_recipe
 
         get_recipe(self.recipe)
-        SIMILARITIES.get(self.similarity)
-        TAPS.get(self.tap)
+        for name, value in self.curve_settings.to_dict().items():
+            object.__setattr__(self, name, value)
         _positive_int(self.finetune_epochs, "finetune_epochs")
         if self.epochs is not None:
             _positive_int(self.epochs, "epochs")
-        for name in ("n", "k", "repeats"):
-            _positive_int(getattr(self, name), name)
         if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not self.width > 0:
             raise ValueError(f"width must be a number > 0, got {self.width!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
         threshold = self.threshold
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
             raise ValueError(f"threshold must be a finite number, got {threshold!r}")
@@ -180,12 +174,20 @@ class PruneSettings:
         return ModelSpec(variant, parent.dataset, recipe=self.recipe, epochs=self.finetune_epochs, seed=self.seed,
                          width=parent.width, parent=parent, init="transfer")
 
+    @property
+    def curve_settings(self) -> "CurveSettings":
+        """How every curve of the section is measured (``n``, ``k``, ``repeats``, ``seed``, ``similarity``,
+        ``tap``); checked."""
+        from modgraph.curve import CurveSettings
+
+        return CurveSettings(n=self.n, k=self.k, repeats=self.repeats, seed=self.seed, similarity=self.similarity,
+                             tap=self.tap)
+
     def curve(self, spec: "ModelSpec", *, device: str | None = None, progress: bool = True) -> "Curve":
         """The cached test-split curve of the stored model ``spec`` (trained on first use)."""
         from modgraph import report
 
-        return report.cached_curve(spec, n=self.n, k=self.k, repeats=self.repeats, seed=self.seed,
-                                   similarity=self.similarity, tap=self.tap, device=device, progress=progress)
+        return report.cached_curve(spec, self.curve_settings, device=device, progress=progress)
 
 
 def removed_layers(parent: str, variant: str) -> tuple[str, ...]:
