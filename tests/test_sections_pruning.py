@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from modgraph.curve import Curve
+from modgraph.curve import Curve, CurveSettings
 from modgraph.models import create_model
 from modgraph.prune import complexity, prunable_layers, prune, reduction
 from modgraph.sections import pruning as pr
@@ -101,8 +101,8 @@ def test_settings_validate_and_build_specs():
         PruneSettings(recipe="smoke", finetune_epochs=0)
     with pytest.raises(ValueError, match="threshold must be a finite number"):
         PruneSettings(recipe="smoke", finetune_epochs=1, threshold=float("nan"))
-    with pytest.raises(ValueError, match="unknown similarity"):
-        PruneSettings(recipe="smoke", finetune_epochs=1, similarity="euclid")
+    with pytest.raises(ValueError, match="curve must be a CurveSettings"):
+        PruneSettings(recipe="smoke", finetune_epochs=1, curve={"similarity": "cosine"})
 
 
 def family(accuracies=(90.0, 89.8, 89.5), shrinking=True) -> FamilyStudy:
@@ -181,7 +181,8 @@ def test_pruned_spec_initialiser_transfers_the_kept_layers():
         pr.pruned_spec(parent_spec, ["stem"], PruneSettings(recipe="smoke", finetune_epochs=1))
 
 
-SMOKE = PruneSettings(recipe="smoke", epochs=1, finetune_epochs=1, width=0.125, n=40, k=3, repeats=2)
+SMOKE = PruneSettings(recipe="smoke", epochs=1, finetune_epochs=1, width=0.125,
+                      curve=CurveSettings(n=40, k=3, repeats=2))
 
 
 def test_family_study_fine_tunes_variants_from_the_stored_parent(home):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -59,12 +59,18 @@ class CurveSettings:
             object.__setattr__(self, name, int(value))
         if self.k >= self.n:
             raise ValueError(f"k must satisfy 1 <= k < n, got k={self.k}, n={self.n}")
-        SIMILARITIES.get(self.similarity)
-        TAPS.get(self.tap)
+        for name, registry in (("similarity", SIMILARITIES), ("tap", TAPS)):
+            registry.get(getattr(self, name))
+            object.__setattr__(self, name, getattr(self, name).lower())
 
     def to_dict(self) -> dict[str, Any]:
         """``{"n", "k", "repeats", "seed", "similarity", "tap"}``: the settings' part of a cache key."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CurveSettings":
+        """The settings among the entries of ``data`` (other entries are ignored; absent ones keep the defaults)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
     @classmethod
     def of(cls, settings: "CurveSettings | None" = None, **given: Any) -> "CurveSettings":

@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from modgraph import book
+from modgraph.curve import CurveSettings
 from modgraph.registry import Registry
 from modgraph.report import trained_specs
 from modgraph.sections import pruning
@@ -99,8 +100,8 @@ def _training_dynamics(p: Mapping[str, Any]) -> list[Request]:
 
 def _pruning(p: Mapping[str, Any]) -> list[Request]:
     settings = pruning.PruneSettings(recipe=p["recipe"], epochs=p["epochs"], finetune_epochs=p["finetune_epochs"],
-                                     width=p["width"], seed=p["seed"], n=p["n"], k=p["k"], repeats=p["repeats"],
-                                     similarity=p["similarity"], tap=p["tap"], threshold=p["threshold"])
+                                     width=p["width"], seed=p["seed"], curve=CurveSettings.from_dict(p),
+                                     threshold=p["threshold"])
     out: list[Request] = []
     for families, datasets in ((p["fig9_families"], [p["dataset"]]), (p["fig10_families"], p["fig10_datasets"])):
         for ds in datasets:

@@ -34,12 +34,13 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from modgraph.claims import Claim, check
+from modgraph.curve import CurveSettings
 from modgraph.models.resnet import RESNET152_REMOVED
 from modgraph.models.resnet_cifar import AUTHORS_RESNET56_DEPTHS
 from modgraph.site import admonition
 
 if TYPE_CHECKING:
-    from modgraph.curve import Curve, CurveSettings
+    from modgraph.curve import Curve
     from modgraph.prune import Complexity, LayerVerdict
     from modgraph.store import ModelSpec
 
@@ -125,8 +126,8 @@ class PruneSettings:
 
     Parents train with ``recipe`` over ``epochs`` (``None``: the recipe's);
     variants and pruned models are fine-tuned from their trained parent with
-    the same recipe stretched to ``finetune_epochs``. Curves use ``n``, ``k``,
-    ``repeats``, ``seed``, ``similarity`` and ``tap``; ``threshold`` is the
+    the same recipe stretched to ``finetune_epochs``, all with training seed
+    ``seed``. Curves are measured with ``curve``; ``threshold`` is the
     rise in Q below which :func:`modgraph.prune.redundant_layers` calls a layer
     redundant.
     """
@@ -136,19 +137,15 @@ class PruneSettings:
     epochs: int | None = None
     width: float = 1.0
     seed: int = 0
-    n: int = 500
-    k: int = 3
-    repeats: int = 5
-    similarity: str = "cosine"
-    tap: str = "block"
+    curve: CurveSettings = CurveSettings()
     threshold: float = 0.01
 
     def __post_init__(self) -> None:
         from modgraph.train import get_recipe
 
         get_recipe(self.recipe)
-        for name, value in self.curve_settings.to_dict().items():
-            object.__setattr__(self, name, value)
+        if not isinstance(self.curve, CurveSettings):
+            raise ValueError(f"curve must be a CurveSettings, got {type(self.curve).__name__}")
         _positive_int(self.finetune_epochs, "finetune_epochs")
         if self.epochs is not None:
             _positive_int(self.epochs, "epochs")
@@ -174,20 +171,11 @@ class PruneSettings:
         return ModelSpec(variant, parent.dataset, recipe=self.recipe, epochs=self.finetune_epochs, seed=self.seed,
                          width=parent.width, parent=parent, init="transfer")
 
-    @property
-    def curve_settings(self) -> "CurveSettings":
-        """How every curve of the section is measured (``n``, ``k``, ``repeats``, ``seed``, ``similarity``,
-        ``tap``); checked."""
-        from modgraph.curve import CurveSettings
-
-        return CurveSettings(n=self.n, k=self.k, repeats=self.repeats, seed=self.seed, similarity=self.similarity,
-                             tap=self.tap)
-
-    def curve(self, spec: "ModelSpec", *, device: str | None = None, progress: bool = True) -> "Curve":
-        """The cached test-split curve of the stored model ``spec`` (trained on first use)."""
+    def curve_of(self, spec: "ModelSpec", *, device: str | None = None, progress: bool = True) -> "Curve":
+        """The cached test-split curve (:attr:`curve`) of the stored model ``spec`` (trained on first use)."""
         from modgraph import report
 
-        return report.cached_curve(spec, self.curve_settings, device=device, progress=progress)
+        return report.cached_curve(spec, self.curve, device=device, progress=progress)
 
 
 def removed_layers(parent: str, variant: str) -> tuple[str, ...]:
@@ -345,7 +333,7 @@ def family_study(parent: str, variants: Sequence[str], dataset: str, settings: P
     """Train (or load) ``parent`` on ``dataset``, fine-tune each variant from it, and measure every curve."""
     specs = family_specs(parent, variants, dataset, settings)
     parent_spec = specs[parent.lower()]
-    curves = {name: settings.curve(spec, device=device, progress=progress)
+    curves = {name: settings.curve_of(spec, device=device, progress=progress)
               for name, spec in tqdm(specs.items(), desc=f"{parent} family", disable=not progress)}
     removed = {name: removed_layers(parent_spec.arch, name) for name in specs if name != parent_spec.arch}
     return FamilyStudy(parent_spec.arch, parent_spec.dataset, curves, removed, float(settings.threshold))
@@ -587,7 +575,7 @@ def prune_by_curve(parent: "ModelSpec", settings: PruneSettings, *, device: str 
 
     stored = get_model(parent, device=device, progress=progress)
     model = stored.model
-    curve = settings.curve(parent, device=device, progress=progress)
+    curve = settings.curve_of(parent, device=device, progress=progress)
     verdicts, removed, refused = _curve_removal(model, curve, settings)
     test = load_dataset(parent.dataset, "test", progress=progress)
     size = (1, 3, *test.image_size)
@@ -608,9 +596,9 @@ def _curve_removal(model: Any, curve: "Curve", settings: PruneSettings
     from modgraph.features import layer_names
     from modgraph.prune import prunable_layers, redundant_layers, select_removable
 
-    verdicts = redundant_layers(curve, settings.threshold, prunable=prunable_layers(model, settings.tap))
+    verdicts = redundant_layers(curve, settings.threshold, prunable=prunable_layers(model, settings.curve.tap))
     kept, refused = select_removable(model, verdicts)
-    block = dict(zip(layer_names(model, settings.tap), layer_names(model, "block")))
+    block = dict(zip(layer_names(model, settings.curve.tap), layer_names(model, "block")))
     return verdicts, tuple(block[v.layer] for v in kept), refused
 
 
@@ -623,7 +611,7 @@ def curve_pruned_spec(parent: "ModelSpec", settings: PruneSettings, *, device: s
     from modgraph.store import get_model
 
     model = get_model(parent, device=device, progress=progress).model
-    _, removed, _ = _curve_removal(model, settings.curve(parent, device=device, progress=progress), settings)
+    _, removed, _ = _curve_removal(model, settings.curve_of(parent, device=device, progress=progress), settings)
     return pruned_spec(parent, removed, settings) if removed else None
 
 
