@@ -392,7 +392,7 @@ class CurveStudy:
         lists: ours is NaN where this run did not measure it, the paper's is
         NaN where Table B2 has no entry (a model that is not one of its nine).
         """
-        from modgraph.claims import PAPER_TABLE_B2, quoted_accuracy
+        from modgraph.paper import PAPER_TABLE_B2, quoted_accuracy
 
         rows = []
         for ds in dict.fromkeys([*self.curves, *PAPER_TABLE_B2]):

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from modgraph.claims import Claim, check, depth_spearman
 from modgraph.curve import Curve, CurveSettings, modularity_curve, modularity_sweep
 from modgraph.graph import SIMILARITIES
+from modgraph.paper import FLAT_RATIO, OVERLAP_TOLERANCE
 from modgraph.registry import Registry
 
 if TYPE_CHECKING:
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
     from modgraph.store import ModelSpec
 
 __all__ = [
-    "OVERLAP_TOLERANCE",
-    "FLAT_RATIO",
     "AblationSettings",
     "ModelAblation",
     "PANELS",
@@ -50,12 +49,6 @@ __all__ = [
     "ablation_study",
     "summary_table",
 ]
-
-OVERLAP_TOLERANCE = 0.05
-"""Largest |difference| of Q (at any layer) up to which curves count as "nearly the same"."""
-
-FLAT_RATIO = 0.25
-"""Largest range of Q over depth, relative to the trained model's, of a "nearly flat" curve."""
 
 
 def _curves(values: np.ndarray | Sequence[Sequence[float]], min_curves: int) -> np.ndarray:

@@ -27,6 +27,7 @@ from modgraph.claims import Claim, check
 from modgraph.curve import Curve, CurveSettings, curve_from_features
 from modgraph.data import sample_indices
 from modgraph.features import iter_layer_features, layer_names
+from modgraph.paper import AGREEMENT_THRESHOLD, SIGNIFICANCE
 from modgraph.registry import Registry
 
 if TYPE_CHECKING:
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
     from modgraph.store import ModelSpec
 
 __all__ = [
-    "AGREEMENT_THRESHOLD",
-    "SIGNIFICANCE",
     "difference_matrix",
     "upper_triangle",
     "matrix_agreement",
@@ -47,12 +46,6 @@ __all__ = [
     "comparison_study",
     "summary_table",
 ]
-
-AGREEMENT_THRESHOLD = 0.5
-"""Spearman rho between the two difference matrices above which they "show the same structure"."""
-
-SIGNIFICANCE = 0.05
-"""Mantel-test p-value below which the agreement is not explained by chance orderings of the layers."""
 
 
 def _square(M: np.ndarray | Sequence[Sequence[float]], name: str) -> np.ndarray:

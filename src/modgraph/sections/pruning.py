@@ -19,7 +19,7 @@ layers of the parent's curve that can go together
 the parent through the store, and counts parameters and FLOPs with thop.
 
 The claims' quantities are pure functions (arrays in, numbers out); the
-paper's own numbers appear only as constants named ``PAPER_*``, quoted.
+paper's own numbers are quoted in :mod:`modgraph.paper`.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from tqdm.auto import tqdm
 
 from modgraph.claims import Claim, check
 from modgraph.curve import CurveSettings
-from modgraph.models.resnet import RESNET152_REMOVED
 from modgraph.models.resnet_cifar import AUTHORS_RESNET56_DEPTHS
+from modgraph.paper import ACCURACY_MARGIN, PAPER_FIG10_POINTS, PAPER_TABLE1, PAPER_TABLE1_MODEL, PLATEAU_RISE
 from modgraph.site import admonition
 
 if TYPE_CHECKING:
@@ -45,14 +45,7 @@ if TYPE_CHECKING:
     from modgraph.store import ModelSpec
 
 __all__ = [
-    "PAPER_FIG9",
-    "PAPER_FIG10",
-    "PAPER_FIG10_POINTS",
-    "PAPER_TABLE1",
-    "PAPER_TABLE1_MODEL",
     "AUTHORS_TABLE1_ARCHS",
-    "AUTHORS_THRESHOLD",
-    "ACCURACY_MARGIN",
     "PruneSettings",
     "removed_layers",
     "removed_delta_q",
@@ -72,43 +65,10 @@ __all__ = [
     "authors_complexity",
 ]
 
-PAPER_FIG9: dict[str, tuple[str, ...]] = {
-    "vgg19": tuple(f"vgg19_{n}" for n in range(1, 7)),
-    "resnet152": tuple(f"resnet152_{n}" for n in RESNET152_REMOVED),
-}
-"""The families of the paper's Fig. 9 (CIFAR-10): parent -> its variants."""
-
-PAPER_FIG10: dict[str, tuple[str, ...]] = {"vgg11": ("vgg11_1", "vgg11_2", "vgg11_3")}
-"""The family of the paper's Fig. 10 (CIFAR-10 and CIFAR-100)."""
-
-PAPER_FIG10_POINTS: dict[str, tuple[tuple[float, float], ...]] = {
-    "cifar10": ((0.01, 0.01), (0.16, 0.57)),
-    "cifar100": ((0.08, 0.37), (0.26, 2.11)),
-}
-"""(Delta-Q, accuracy drop in %) pairs quoted from the paper's text on Fig. 10, per data set."""
-
-PAPER_TABLE1: tuple[dict[str, Any], ...] = (
-    {"method": "modularity-guided layer pruning (the paper)", "accuracy (%)": 93.38,
-     "parameters reduction (%)": 43.00, "FLOPs reduction (%)": 60.30},
-    {"method": "Chen & Zhao 2018", "accuracy (%)": 93.29,
-     "parameters reduction (%)": 42.30, "FLOPs reduction (%)": 34.80},
-    {"method": "DBP-0.5", "accuracy (%)": 93.39,
-     "parameters reduction (%)": None, "FLOPs reduction (%)": 53.41},
-)
-"""Rows of the paper's Table 1 (ResNet56 on CIFAR-10), quoted; DBP-0.5 has no parameter count there."""
-
-PAPER_TABLE1_MODEL = ("resnet56", "cifar10")
-"""The architecture and data set of the paper's Table 1."""
 
 AUTHORS_TABLE1_ARCHS: dict[str, str] = {ds: f"resnet56_authors_{ds}" for ds in AUTHORS_RESNET56_DEPTHS}
 """The pruned ResNet56 architectures the authors released, per data set (registered models)."""
 
-AUTHORS_THRESHOLD = 0.03
-"""The threshold on the rise of Q that the authors' released pruning code states."""
-
-ACCURACY_MARGIN = 1.0
-"""Largest accuracy drop (percentage points) from the parent that counts as "accuracy is kept"; gains
-always count as kept (the paper's point is that removing the layers costs little accuracy)."""
 
 _PROBE_WIDTH = 1 / 64
 """Width of the throw-away models that check a variant's layers against its parent's (one channel per 64)."""
@@ -138,7 +98,7 @@ class PruneSettings:
     width: float = 1.0
     seed: int = 0
     curve: CurveSettings = CurveSettings()
-    threshold: float = 0.01
+    threshold: float = PLATEAU_RISE
 
     def __post_init__(self) -> None:
         from modgraph.train import get_recipe
@@ -393,7 +353,7 @@ def variant_studies(families: Mapping[str, Sequence[str]], datasets: Sequence[st
     """:func:`family_study` of every ``parent -> variants`` entry of ``families`` on every data set.
 
     A data set whose files are absent is recorded in ``missing`` with the
-    loader's message. ``paper`` (e.g. :data:`PAPER_FIG9`) lists the paper's
+    loader's message. ``paper`` (e.g. :data:`modgraph.paper.PAPER_FIG9`) lists the paper's
     families: their models not requested here are recorded in ``omitted``.
     """
     from modgraph.data import DatasetNotFoundError, load_dataset

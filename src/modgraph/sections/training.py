@@ -23,14 +23,13 @@ from tqdm.auto import tqdm
 
 from modgraph.claims import Claim, check
 from modgraph.curve import Curve, CurveSettings
+from modgraph.paper import DEEP_CORRELATION, SHALLOW_RANGE_RATIO
 from modgraph.registry import Registry
 
 if TYPE_CHECKING:
     from modgraph.store import ModelSpec, StoredModel
 
 __all__ = [
-    "SHALLOW_RANGE_RATIO",
-    "DEEP_CORRELATION",
     "CORRELATIONS",
     "shallow_q",
     "deep_q",
@@ -41,13 +40,6 @@ __all__ = [
     "training_dynamics",
 ]
 
-SHALLOW_RANGE_RATIO = 0.25
-"""(range over epochs of the first layers' Q) / (that of the last layers') below which the shallow
-layers count as "nearly constant" during training."""
-
-DEEP_CORRELATION = 0.8
-"""Pearson r across epochs between the last layers' Q and test accuracy above which the deep
-layers' modularity "rises with accuracy"."""
 
 CORRELATIONS: Registry[Callable[[np.ndarray, np.ndarray], float]] = Registry("correlation")
 CORRELATIONS.register("pearson", lambda a, b: float(stats.pearsonr(a, b).statistic))
