@@ -4,7 +4,7 @@ Every notebook of ``_toc.yml`` has a planner in :data:`PLANNERS`: its
 parameters, exactly as the book runs it (the template's defaults, then
 ``params/<profile>.yml``), -> the model requests of its cells, built by the
 same library functions the study code builds them with
-(:func:`modgraph.report.trained_specs`,
+(:func:`modgraph.cache.trained_specs`,
 :func:`modgraph.sections.pruning.family_specs`,
 :class:`modgraph.sections.pruning.PruneSettings`). A model that a notebook
 derives from a measured curve (Table 1's pruned model) is a :class:`Derived`
@@ -32,7 +32,7 @@ import pandas as pd
 from modgraph import book
 from modgraph.curve import CurveSettings
 from modgraph.registry import Registry
-from modgraph.report import trained_specs
+from modgraph.cache import trained_specs
 from modgraph.sections import pruning
 from modgraph.store import ModelSpec, spec_hash, stored_snapshots
 

@@ -339,7 +339,7 @@ def cached_ablation(
     use), the untrained one from :func:`initial_model`; the result is cached
     under ``data/cache/ablations/`` keyed by spec, settings and code.
     """
-    from modgraph import report
+    from modgraph import cache
     from modgraph.data import load_dataset
     from modgraph.store import get_model
 
@@ -351,13 +351,13 @@ def cached_ablation(
         stored = get_model(spec, device=device, progress=progress)
         images, labels = data.tensors()
         meta = {"model": spec.arch, "dataset": spec.dataset, "split": "test", "spec": spec.canonical(),
-                "test_accuracy": report.accuracy_percent(stored.metrics)}
+                "test_accuracy": cache.accuracy_percent(stored.metrics)}
         return measure_ablation(stored.model, initial_model(spec, data), images, labels, settings, name=spec.arch,
                                 meta=meta, device=device, progress=progress).to_dict()
 
     config = {"model": spec.canonical(), "dataset": spec.dataset, "split": "test", "settings": settings}
-    code = report.CURVE_CODE + ("modgraph.sections.ablations",)
-    return ModelAblation.from_dict(report.cached("ablations", config, compute, code=code))
+    code = cache.CURVE_CODE + ("modgraph.sections.ablations",)
+    return ModelAblation.from_dict(cache.cached("ablations", config, compute, code=code))
 
 
 def ablation_study(
@@ -373,7 +373,7 @@ def ablation_study(
     progress: bool = True,
 ) -> dict[str, ModelAblation]:
     """:func:`cached_ablation` of every ``arch`` trained on ``dataset`` by the store: arch -> ablation."""
-    from modgraph.report import trained_specs
+    from modgraph.cache import trained_specs
 
     if isinstance(archs, str) or not archs:
         raise ValueError(f"archs must be a non-empty list of model names, got {archs!r}")

@@ -15,7 +15,7 @@ and of the clean images they came from, labelled by their true classes: one
 sample set of all found examples each, so the two curves are a paired
 comparison on the same images. :func:`adversarial_study` does this for every
 pair and adds each model's clean curve on ``n`` random test samples
-(:func:`modgraph.report.cached_curve`) as a reference.
+(:func:`modgraph.cache.cached_curve`) as a reference.
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def adversarial_key(spec: "ModelSpec", attack: str, settings: AdversarialSetting
     examples wanted, ``pool``, ``seed``, the batch size, the source of :data:`ATTACK_CODE`
     and that of :func:`cached_adversarial` and its helpers.
     """
-    from modgraph.report import source_hash
+    from modgraph.cache import source_hash
 
     own = "".join(inspect.getsource(fn) for fn in (_candidates, _config, cached_adversarial))
     blob = {"config": _config(spec, attack, settings), "code": source_hash(ATTACK_CODE),
@@ -274,7 +274,7 @@ def attack_curves(
     true classes, and the graph settings (``k``, ``similarity``, ``tap``) of ``settings``; returns ``{"adversarial": Curve, "clean": Curve}``. The cache
     key hashes the images, so it follows the examples.
     """
-    from modgraph import report
+    from modgraph import cache
     from modgraph.curve import modularity_curve
     from modgraph.store import get_model
 
@@ -292,7 +292,7 @@ def attack_curves(
                                        meta={**meta, "images": kind}, progress=progress).to_dict()
                 for kind, images in (("adversarial", result.images), ("clean", result.clean))}
 
-    value = report.cached("adversarial-curves", config, compute, code=report.CURVE_CODE)
+    value = cache.cached("adversarial-curves", config, compute, code=cache.CURVE_CODE)
     return {kind: Curve.from_dict(curve) for kind, curve in value.items()}
 
 
@@ -433,10 +433,10 @@ def adversarial_study(
 
     ``seed`` is the models' training seed (``settings.curve.seed`` drives the
     attacks). Attack results and curves come from the caches; each model's
-    clean reference curve is :func:`modgraph.report.cached_curve` on
+    clean reference curve is :func:`modgraph.cache.cached_curve` on
     ``settings.curve.n`` test samples.
     """
-    from modgraph.report import cached_curve, trained_specs
+    from modgraph.cache import cached_curve, trained_specs
 
     if not isinstance(settings, AdversarialSettings):
         raise ValueError(f"settings must be an AdversarialSettings, got {type(settings).__name__}")

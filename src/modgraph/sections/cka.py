@@ -230,11 +230,11 @@ def compare_layers(
 
 def _trained_weights(spec: "ModelSpec", data: "ArrayDataset", device: str | None,
                      progress: bool) -> tuple[nn.Module, dict[str, Any]]:
-    from modgraph import report
+    from modgraph import cache
     from modgraph.store import get_model
 
     stored = get_model(spec, device=device, progress=progress)
-    return stored.model, {"weights": "trained", "test_accuracy": report.accuracy_percent(stored.metrics)}
+    return stored.model, {"weights": "trained", "test_accuracy": cache.accuracy_percent(stored.metrics)}
 
 
 def _initial_weights(spec: "ModelSpec", data: "ArrayDataset", device: str | None,
@@ -268,7 +268,7 @@ def cached_comparison(
     (:func:`modgraph.sections.ablations.initial_model`). The result is cached
     under ``data/cache/cka/`` keyed by spec, weights, settings and code.
     """
-    from modgraph import report
+    from modgraph import cache
     from modgraph.data import load_dataset
 
     load_weights = WEIGHTS.get(weights)
@@ -283,8 +283,8 @@ def cached_comparison(
         return compare_layers(model, images, labels, settings, debiased=debiased, device=device, meta=meta,
                               progress=progress).to_dict()
 
-    code = report.CURVE_CODE + ("modgraph.cka", "modgraph.sections.cka", "modgraph.sections.ablations")
-    return LayerComparison.from_dict(report.cached("cka", config, compute, code=code))
+    code = cache.CURVE_CODE + ("modgraph.cka", "modgraph.sections.cka", "modgraph.sections.ablations")
+    return LayerComparison.from_dict(cache.cached("cka", config, compute, code=code))
 
 
 def comparison_study(
@@ -303,7 +303,7 @@ def comparison_study(
 ) -> dict[str, LayerComparison]:
     """:func:`cached_comparison` (``settings``, ``weights``, ``debiased``) of every ``arch`` of the store trained
     on ``dataset`` with training seed ``seed``: arch -> comparison."""
-    from modgraph.report import trained_specs
+    from modgraph.cache import trained_specs
 
     if isinstance(archs, str) or not archs:
         raise ValueError(f"archs must be a non-empty list of model names, got {archs!r}")

@@ -190,7 +190,7 @@ def _epoch_accuracy(stored: "StoredModel", epoch: int, model: Any) -> float:
 
 def _snapshot_curve(spec: "ModelSpec", epoch: int, load: Callable[[], "StoredModel"], settings: CurveSettings, *,
                     device: str | None, progress: bool) -> Curve:
-    from modgraph import report
+    from modgraph import cache
     from modgraph.curve import modularity_curve
     from modgraph.data import load_dataset
 
@@ -208,7 +208,7 @@ def _snapshot_curve(spec: "ModelSpec", epoch: int, load: Callable[[], "StoredMod
         return modularity_curve(model, images, labels, settings, device=device, meta=meta,
                                 progress=progress).to_dict()
 
-    return Curve.from_dict(report.cached("snapshot-curves", config, compute, code=report.CURVE_CODE))
+    return Curve.from_dict(cache.cached("snapshot-curves", config, compute, code=cache.CURVE_CODE))
 
 
 def snapshot_curve(
