@@ -10,6 +10,13 @@ import torch.nn as nn
 
 
 @pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty project root: ``MODGRAPH_HOME`` is ``tmp_path`` for the test."""
+    monkeypatch.setenv("MODGRAPH_HOME", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
 def stub_store(tmp_path, monkeypatch) -> Callable[[nn.Module, float], list]:
     """``stub_store(model, acc)``: a fresh MODGRAPH_HOME whose ``store.get_model`` returns ``model`` with
     final test accuracy ``acc`` (no training in unit tests); returns the list of specs it was asked for."""

@@ -195,7 +195,7 @@ def test_parameters_that_must_fit_together_are_checked_before_running(project, f
 
 
 def test_real_notebooks_check_snapshot_epochs_against_the_recipe():
-    from modgraph.report import check_snapshots
+    from modgraph.cache import check_snapshots
 
     curves = {"keep_snapshots": {"vgg16": 2}, "recipe": "smoke", "epochs": None}
     book.PARAMETER_CHECKS.get("01_curves")(curves)

@@ -107,17 +107,6 @@ def test_plateau_fraction_counts_flat_and_falling_steps():
         claims.plateau_fraction([0.1, 0.2], tol=-1)
 
 
-def test_quoted_accuracy_is_table_b2():
-    assert claims.quoted_accuracy("CIFAR10", "ResNet18") == 94.78  # also quoted in the paper's text
-    assert claims.quoted_accuracy("cifar10", "vgg16") == 93.63
-    assert claims.quoted_accuracy("cifar100", "resnet152") == 78.64
-    assert claims.quoted_accuracy("imagenet50", "vgg11") == 83.97
-    assert claims.quoted_accuracy("cifar10", "resnet20") is None  # not one of the paper's nine models
-    assert claims.quoted_accuracy("imagenet50", "tv_resnet18") is None  # torchvision's, not the paper's
-    for table in claims.PAPER_TABLE_B2.values():
-        assert tuple(table) == claims.PAPER_FIG4_ARCHS
-
-
 def _curve(values):
     from modgraph.curve import Curve
 

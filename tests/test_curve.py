@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from modgraph.curve import Curve, curve_from_features, modularity_curve, modularity_sweep
+from modgraph.curve import Curve, CurveSettings, curve_from_features, modularity_curve, modularity_sweep
 from modgraph.data import sample_indices
 from modgraph.features import iter_layer_features
 from modgraph.graph import knn_modularity
@@ -161,8 +161,10 @@ def test_bad_requests_raise_clear_errors() -> None:
     kwargs = {"device": "cpu", "progress": False}
     with pytest.raises(ValueError, match="only 120 are available"):
         modularity_curve(model, images, labels, n=50, repeats=3, **kwargs)
-    with pytest.raises(ValueError, match=r"invalid \(n, k\) settings: \[\(10, 10\)\]"):
+    with pytest.raises(ValueError, match=r"k must satisfy 1 <= k < n, got k=10, n=10"):
         modularity_curve(model, images, labels, n=10, k=10, **kwargs)
+    with pytest.raises(ValueError, match="give either settings or k, not both"):
+        modularity_curve(model, images, labels, CurveSettings(n=10), k=3, **kwargs)
     with pytest.raises(ValueError, match="one per image"):
         modularity_curve(model, images, labels[:-1], n=10, **kwargs)
     with pytest.raises(ValueError, match="valid choices: cosine, pearson"):
@@ -179,3 +181,23 @@ def test_bad_requests_raise_clear_errors() -> None:
         curve_from_features(features, np.arange(12) % 2, [np.arange(8, 13)])
     with pytest.raises(ValueError, match="has 12 rows but there are 10 labels"):
         curve_from_features(features, np.arange(10) % 2, [np.arange(5)])
+
+
+def test_settings_give_the_curve_of_the_same_keywords() -> None:
+    images, labels = _data()
+    settings = CurveSettings(n=30, k=4, repeats=2, seed=5, similarity="pearson")
+    by_settings = modularity_curve(TinyNet(), images, labels, settings, device="cpu", progress=False)
+    by_keywords = modularity_curve(TinyNet(), images, labels, n=30, k=4, repeats=2, seed=5, similarity="pearson",
+                                   device="cpu", progress=False)
+    assert by_settings.values == by_keywords.values
+    assert settings.to_dict() == {"n": 30, "k": 4, "repeats": 2, "seed": 5, "similarity": "pearson", "tap": "block"}
+
+
+@pytest.mark.parametrize("fields, problem", [
+    ({"n": 0}, "n must be an int >= 1"), ({"k": 2.0}, "k must be an int >= 1"), ({"repeats": True}, "repeats"),
+    ({"seed": -1}, "seed must be an int >= 0"), ({"n": 3, "k": 3}, "k < n"),
+    ({"similarity": "l2"}, "valid choices: cosine, pearson"), ({"tap": "pixel"}, "valid choices"),
+])
+def test_bad_settings_name_the_problem(fields, problem) -> None:
+    with pytest.raises(ValueError, match=problem):
+        CurveSettings(**fields)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from modgraph import plots
+from modgraph import figures, plots
 from modgraph.curve import Curve
 from modgraph.plots import curves as curve_plots
 from modgraph.plots import tsne
@@ -64,77 +64,16 @@ def test_curve_grid_without_curves_is_not_drawn(tmp_path):
 
     before = plt.get_fignums()
     result = curve_plots.curve_grid({"imagenet50": "no images", "cifar100": "absent"}, title="t")
-    assert isinstance(result, plots.NotDrawn) and "imagenet50, cifar100: not measured" in result.reason
+    assert isinstance(result, figures.NotDrawn) and "imagenet50, cifar100: not measured" in result.reason
     assert plt.get_fignums() == before  # no empty frame was made
     (tmp_path / "fig5.png").write_bytes(b"old")
-    assert plots.save_figure(result, "fig5", tmp_path) == [] and not list(tmp_path.iterdir())
+    assert figures.save_figure(result, "fig5", tmp_path) == [] and not list(tmp_path.iterdir())
 
 
 def test_paper_title_needs_figure_number():
     assert plots.paper_title("B1", "x") == "Fig. B1 (paper): x"
     with pytest.raises(ValueError, match="figure number"):
         plots.paper_title(" ", "x")
-
-
-def test_save_figure_writes_png_and_pdf_reproducibly(tmp_path):
-    import matplotlib.pyplot as plt
-
-    plots.set_style()
-    fig, ax = plt.subplots()
-    ax.plot([0, 1], [0, 1])
-    first = plots.save_figure(fig, "fig4_test", tmp_path)
-    assert [p.name for p in first] == ["fig4_test.png", "fig4_test.pdf"]
-    assert first[0].read_bytes().startswith(b"\x89PNG") and first[1].read_bytes().startswith(b"%PDF")
-    snapshot = [p.read_bytes() for p in first]
-    plots.save_figure(fig, "fig4_test", tmp_path)
-    assert [p.read_bytes() for p in first] == snapshot  # no timestamps: reruns do not change the files
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig4_test.pdf", "fig4_test.png"]  # no temp files left
-
-
-@pytest.mark.parametrize("name", ["", "../x", "a/b", ".hidden"])
-def test_save_figure_rejects_paths_as_names(tmp_path, name):
-    import matplotlib.pyplot as plt
-
-    with pytest.raises(ValueError, match="plain file stem"):
-        plots.save_figure(plt.figure(), name, tmp_path)
-
-
-def test_tsne_embed_is_seeded_and_checks_shapes():
-    X = np.random.default_rng(0).normal(size=(40, 6))
-    a = tsne.tsne_embed(X, seed=1, perplexity=5)
-    assert a.shape == (40, 2)
-    np.testing.assert_array_equal(a, tsne.tsne_embed(X, seed=1, perplexity=5))
-    with pytest.raises(ValueError, match=r"shape \(N, D\)"):
-        tsne.tsne_embed(X[0])
-    with pytest.raises(ValueError, match="perplexity"):
-        tsne.tsne_embed(X, perplexity=40)
-
-
-class TwoLayers(torch.nn.Module):
-    """The smallest model that declares feature layers."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 4, 3)
-        self.head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(10))
-        self.head(self.conv(torch.zeros(1, 3, 8, 8)))
-
-    def forward(self, x):
-        return self.head(self.conv(x))
-
-    def feature_layers(self, tap="block"):
-        return [("conv", self.conv), ("head", self.head)]
-
-
-def test_layer_embeddings_embed_every_layer_like_tsne_of_its_features():
-    from modgraph.features import iter_layer_features
-
-    model = TwoLayers().eval()
-    images = torch.rand(30, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    emb = tsne.layer_embeddings(model, images, perplexity=5, seed=3, progress=False)
-    assert list(emb) == ["conv", "head"]
-    conv = dict(iter_layer_features(model, images, tap="block", progress=False))["conv"]
-    np.testing.assert_allclose(emb["conv"], tsne.tsne_embed(conv.numpy(), seed=3, perplexity=5))
 
 
 def test_tsne_figure_titles_show_each_layers_q():

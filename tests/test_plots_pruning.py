@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from modgraph.curve import Curve
-from modgraph.plots import NotDrawn
+from modgraph.figures import NotDrawn
 from modgraph.plots.pruning import POINT_COLUMNS, delta_q_figure, pruned_curve_figure
 
 POINTS = pd.DataFrame([

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
 import torch
 
-from modgraph.curve import Curve, modularity_curve
+from modgraph.curve import Curve, CurveSettings, modularity_curve
 from modgraph.models import create_model
 from modgraph.sections import ablations as abl
 from modgraph.sections.ablations import AblationSettings, ModelAblation
@@ -32,7 +32,7 @@ def clustered_images(n_per_class: int = 16, classes: int = 4, seed: int = 0) -> 
     return (0.6 * base[labels] + 0.4 * noise).clamp(0, 1), labels
 
 
-TINY = AblationSettings(n=24, k=3, repeats=2, seed=1, ns=(12, 24), small_ks=(3, 5), large_ks=(6, 9))
+TINY = AblationSettings(CurveSettings(n=24, k=3, repeats=2, seed=1), ns=(12, 24), small_ks=(3, 5), large_ks=(6, 9))
 
 
 def tiny_models() -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -67,26 +67,25 @@ def test_pure_quantities_reject_bad_shapes():
 
 
 def test_settings_are_normalised_and_validated():
-    s = AblationSettings(n=50, k=3, ns=[40, 20, 40], small_ks=[5, 3], large_ks=(30, 10), similarity="Cosine")
-    assert s.ns == (20, 40) and s.small_ks == (3, 5) and s.large_ks == (10, 30) and s.similarity == "cosine"
-    assert s.ks == (3, 5, 10, 30)
-    assert AblationSettings(**asdict(s)) == s
+    s = AblationSettings(CurveSettings(n=50, k=3, similarity="Cosine"), ns=[40, 20, 40], small_ks=[5, 3],
+                         large_ks=(30, 10), alternative="Pearson")
+    assert s.ns == (20, 40) and s.small_ks == (3, 5) and s.large_ks == (10, 30) and s.curve.similarity == "cosine"
+    assert s.ks == (3, 5, 10, 30) and s.alternative == "pearson"
+    assert AblationSettings.from_dict(s.to_dict()) == s and s.to_dict()["n"] == 50
     with pytest.raises(ValueError, match=r"every k must be < n = 50.*\[60\]"):
-        AblationSettings(n=50, ns=(20, 50), large_ks=(10, 60))
+        AblationSettings(CurveSettings(n=50), ns=(20, 50), large_ks=(10, 60))
     with pytest.raises(ValueError, match="smallest of ns"):
-        AblationSettings(n=50, k=3, ns=(3, 50), large_ks=(10, 20))
+        AblationSettings(CurveSettings(n=50, k=3), ns=(3, 50), large_ks=(10, 20))
     with pytest.raises(ValueError, match="alternative must differ.*valid choices: pearson"):
         AblationSettings(alternative="cosine")
     with pytest.raises(ValueError, match="unknown similarity 'euclid'; valid choices: cosine, pearson"):
         AblationSettings(alternative="euclid")
-    with pytest.raises(ValueError, match="unknown tap 'relu'; valid choices: block, conv"):
-        AblationSettings(tap="relu")
+    with pytest.raises(ValueError, match="curve must be a CurveSettings"):
+        AblationSettings({"n": 50})
     with pytest.raises(ValueError, match="at least 2 distinct"):
         AblationSettings(small_ks=(3, 3))
     with pytest.raises(ValueError, match="ns must be a list"):
         AblationSettings(ns=100)
-    with pytest.raises(ValueError, match="repeats must be an int >= 1"):
-        AblationSettings(repeats=0)
 
 
 def test_every_ablation_curve_equals_the_direct_curve_of_its_setting():
@@ -116,7 +115,8 @@ def test_same_seed_same_numbers_and_json_round_trip():
 
 def synthetic(last_by_k: dict[int, float], *, untrained_range: float = 0.05, pearson_shift: float = 0.01,
               early_by_n: dict[int, float] | None = None) -> ModelAblation:
-    s = AblationSettings(n=100, k=3, repeats=1, ns=(50, 100), small_ks=(3, 5), large_ks=tuple(last_by_k))
+    s = AblationSettings(CurveSettings(n=100, k=3, repeats=1), ns=(50, 100), small_ks=(3, 5),
+                         large_ks=tuple(last_by_k))
     base = np.array([0.1, 0.2, 0.4, 0.6, 0.8, 0.9])
 
     def curve(values):
@@ -198,12 +198,12 @@ def test_cached_ablation_computes_once_per_setting(stub_store):
     data = load_dataset("digits", "test", progress=False)
     trained = create_model("vgg11", num_classes=10, width=0.0625, mean=data.mean, std=data.std, seed=9)
     calls = stub_store(trained, 0.5)
-    settings = AblationSettings(n=20, k=3, repeats=1, ns=(10, 20), small_ks=(3, 4), large_ks=(5, 6))
+    settings = AblationSettings(CurveSettings(n=20, k=3, repeats=1), ns=(10, 20), small_ks=(3, 4), large_ks=(5, 6))
     first = abl.cached_ablation(spec, settings, progress=False)
     again = abl.cached_ablation(spec, settings, progress=False)
     assert len(calls) == 1 and again.to_dict() == first.to_dict()
     assert first.reference.meta["test_accuracy"] == 50.0 and first.model == "vgg11"
-    abl.cached_ablation(spec, AblationSettings(**{**asdict(settings), "large_ks": (5, 7)}), progress=False)
+    abl.cached_ablation(spec, replace(settings, large_ks=(5, 7)), progress=False)
     assert len(calls) == 2
     with pytest.raises(ValueError, match="settings must be an AblationSettings"):
         abl.cached_ablation(spec, asdict(settings), progress=False)

@@ -13,6 +13,7 @@ from torch import nn
 
 from modgraph import paths
 from modgraph.attacks import adversarial_examples
+from modgraph.curve import CurveSettings
 from modgraph.data import load_dataset, sample_indices
 from modgraph.sections import adversarial as adv
 from modgraph.sections.adversarial import AdversarialSettings
@@ -90,16 +91,16 @@ def test_settings_check_names_and_sizes():
         AdversarialSettings(("fgsm",), samples={"jsma": 3})
     with pytest.raises(ValueError, match=r"batches\['fgsm'\] must be an int >= 1"):
         AdversarialSettings(("fgsm",), batches={"fgsm": 0})
-    with pytest.raises(ValueError, match="k must be smaller than n"):
-        AdversarialSettings(("fgsm",), n=3, k=3)
+    with pytest.raises(ValueError, match="k must satisfy 1 <= k < n"):
+        AdversarialSettings(("fgsm",), CurveSettings(n=3, k=3))
     with pytest.raises(ValueError, match="attacks must not repeat"):
         AdversarialSettings(("fgsm", "FGSM"))
     with pytest.raises(ValueError, match="unknown similarity"):
-        AdversarialSettings(("fgsm",), similarity="manhattan")
+        AdversarialSettings(("fgsm",), CurveSettings(similarity="manhattan"))
 
 
 def test_settings_resolve_per_attack_sizes_and_parameters():
-    s = AdversarialSettings(("FGSM", "jsma", "cw"), n=50, samples={"JSMA": 6}, batches={"jsma": 1},
+    s = AdversarialSettings(("FGSM", "jsma", "cw"), CurveSettings(n=50), samples={"JSMA": 6}, batches={"jsma": 1},
                             overrides={"cw": {"max_iterations": 20}, "fgsm": {"eps": 0.3}})
     assert s.attacks == ("fgsm", "jsma", "cw")
     assert [s.n_for(a) for a in s.attacks] == [50, 6, 50]
@@ -112,16 +113,18 @@ def test_settings_resolve_per_attack_sizes_and_parameters():
 
 
 def test_key_follows_what_determines_the_examples(store):
-    spec, base = store.spec, AdversarialSettings(("fgsm", "pgd"), n=5)
+    spec, base = store.spec, AdversarialSettings(("fgsm", "pgd"), CurveSettings(n=5))
     key = adv.adversarial_key(spec, "fgsm", base)
-    assert key == adv.adversarial_key(spec, "FGSM", AdversarialSettings(("fgsm",), n=5, overrides={"fgsm": {"eps": 0.3}}))
-    assert key == adv.adversarial_key(spec, "fgsm", AdversarialSettings(("fgsm",), n=5, k=2, repeats=1))
+    assert key == adv.adversarial_key(spec, "FGSM", AdversarialSettings(("fgsm",), CurveSettings(n=5),
+                                                                        overrides={"fgsm": {"eps": 0.3}}))
+    assert key == adv.adversarial_key(spec, "fgsm", AdversarialSettings(("fgsm",), CurveSettings(n=5, k=2, repeats=1)))
     changed = [
         adv.adversarial_key(spec, "pgd", base),
-        adv.adversarial_key(spec, "fgsm", AdversarialSettings(("fgsm",), n=6)),
-        adv.adversarial_key(spec, "fgsm", AdversarialSettings(("fgsm",), n=5, seed=1)),
-        adv.adversarial_key(spec, "fgsm", AdversarialSettings(("fgsm",), n=5, pool=3)),
-        adv.adversarial_key(spec, "fgsm", AdversarialSettings(("fgsm",), n=5, overrides={"fgsm": {"eps": 0.1}})),
+        adv.adversarial_key(spec, "fgsm", AdversarialSettings(("fgsm",), CurveSettings(n=6))),
+        adv.adversarial_key(spec, "fgsm", AdversarialSettings(("fgsm",), CurveSettings(n=5, seed=1))),
+        adv.adversarial_key(spec, "fgsm", AdversarialSettings(("fgsm",), CurveSettings(n=5), pool=3)),
+        adv.adversarial_key(spec, "fgsm", AdversarialSettings(("fgsm",), CurveSettings(n=5),
+                                                              overrides={"fgsm": {"eps": 0.1}})),
         adv.adversarial_key(spec.__class__("vgg11", "digits", recipe="smoke", seed=1), "fgsm", base),
     ]
     assert len({key, *changed}) == 1 + len(changed)
@@ -129,7 +132,7 @@ def test_key_follows_what_determines_the_examples(store):
 
 def test_cached_examples_equal_a_direct_attack_and_are_reused(store, monkeypatch):
     calls = counting(monkeypatch)
-    settings = AdversarialSettings(("fgsm",), n=6, pool=3, seed=2, overrides={"fgsm": {"eps": 0.1}})
+    settings = AdversarialSettings(("fgsm",), CurveSettings(n=6, seed=2), pool=3, overrides={"fgsm": {"eps": 0.1}})
     first = adv.cached_adversarial(store.spec, "fgsm", settings, progress=False)
     again = adv.cached_adversarial(store.spec, "fgsm", settings, progress=False)
     assert calls == ["fgsm"]
@@ -151,7 +154,7 @@ def test_cached_examples_equal_a_direct_attack_and_are_reused(store, monkeypatch
 
 
 def test_shortfall_warns_computed_and_cached(store):
-    settings = AdversarialSettings(("fgsm",), n=5, pool=2, overrides={"fgsm": {"eps": 1e-4}})
+    settings = AdversarialSettings(("fgsm",), CurveSettings(n=5), pool=2, overrides={"fgsm": {"eps": 1e-4}})
     for _ in range(2):
         with pytest.warns(UserWarning, match="fgsm: found 0 of 5 requested"):
             result = adv.cached_adversarial(store.spec, "fgsm", settings, progress=False)
@@ -161,30 +164,30 @@ def test_shortfall_warns_computed_and_cached(store):
 def test_attack_curves_equal_direct_curves_of_both_image_sets(store):
     from modgraph.curve import modularity_curve
 
-    settings = AdversarialSettings(("fgsm",), n=12, pool=2, overrides={"fgsm": {"eps": 0.2}})
+    settings = AdversarialSettings(("fgsm",), CurveSettings(n=12), pool=2, overrides={"fgsm": {"eps": 0.2}})
     result = adv.cached_adversarial(store.spec, "fgsm", settings, progress=False)
-    curves = adv.attack_curves(store.spec, result, k=3, progress=False)
+    curves = adv.attack_curves(store.spec, result, CurveSettings(k=3), progress=False)
     for kind, images in (("adversarial", result.images), ("clean", result.clean)):
         direct = modularity_curve(store.model, images, result.labels, n=result.n_found, k=3, repeats=1,
                                   progress=False)
         np.testing.assert_allclose(curves[kind].array, direct.array)
         assert curves[kind].layers == ("flat", "fc") and curves[kind].meta["images"] == kind
     calls = len(store.calls)
-    again = adv.attack_curves(store.spec, result, k=3, progress=False)
+    again = adv.attack_curves(store.spec, result, CurveSettings(k=3), progress=False)
     assert len(store.calls) == calls and again["adversarial"].values == curves["adversarial"].values
 
 
 def test_attack_curves_need_more_examples_than_neighbours(store):
-    settings = AdversarialSettings(("fgsm",), n=5, pool=2, overrides={"fgsm": {"eps": 1e-4}})
+    settings = AdversarialSettings(("fgsm",), CurveSettings(n=5), pool=2, overrides={"fgsm": {"eps": 1e-4}})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = adv.cached_adversarial(store.spec, "fgsm", settings, progress=False)
     with pytest.raises(ValueError, match="0 adversarial example\\(s\\) cannot form a 3-NN graph"):
-        adv.attack_curves(store.spec, result, k=3, progress=False)
+        adv.attack_curves(store.spec, result, CurveSettings(k=3), progress=False)
 
 
 def test_study_tables_panels_and_claims(store):
-    settings = AdversarialSettings(("fgsm", "pgd"), n=10, pool=2, repeats=2, seed=0,
+    settings = AdversarialSettings(("fgsm", "pgd"), CurveSettings(n=10, repeats=2, seed=0), pool=2,
                                    overrides={"fgsm": {"eps": 0.2}, "pgd": {"eps": 1e-4, "nb_iter": 2}})
     with pytest.warns(UserWarning, match="pgd: found 0 of 10"):
         study = adv.adversarial_study(["vgg11"], "digits", settings, recipe="smoke", progress=False)
@@ -212,4 +215,5 @@ def test_study_rejects_bad_arguments(store):
     with pytest.raises(ValueError, match="settings must be an AdversarialSettings"):
         adv.adversarial_study(["vgg11"], "digits", {"n": 5}, recipe="smoke", progress=False)
     with pytest.raises(ValueError, match="archs must be a non-empty list"):
-        adv.adversarial_study("vgg11", "digits", AdversarialSettings(("fgsm",), n=5), recipe="smoke", progress=False)
+        adv.adversarial_study("vgg11", "digits", AdversarialSettings(("fgsm",), CurveSettings(n=5)), recipe="smoke",
+                              progress=False)

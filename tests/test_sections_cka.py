@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from modgraph.cka import linear_cka
-from modgraph.curve import Curve, modularity_curve
+from modgraph.curve import Curve, CurveSettings, modularity_curve
 from modgraph.data import sample_indices
 from modgraph.features import iter_layer_features
 from modgraph.models import create_model
@@ -83,7 +83,7 @@ def test_mantel_p_value_separates_shared_and_unrelated_structure():
 def test_one_pass_equals_direct_curve_and_direct_cka():
     images, labels = clustered_images()
     model = tiny_resnet()
-    result = sc.compare_layers(model, images, labels, n=16, k=3, repeats=2, seed=4, progress=False)
+    result = sc.compare_layers(model, images, labels, CurveSettings(n=16, k=3, repeats=2, seed=4), progress=False)
     direct = modularity_curve(model, images, labels, n=16, k=3, repeats=2, seed=4, progress=False)
     np.testing.assert_allclose(result.curve.array, direct.array)
     assert result.layers == direct.layers
@@ -93,14 +93,15 @@ def test_one_pass_equals_direct_curve_and_direct_cka():
     np.testing.assert_allclose(result.cka, expected, atol=1e-5)
     assert np.allclose(result.cka, result.cka.T) and np.allclose(np.diag(result.cka), 1.0)
     # grouping layers to bound memory does not change anything
-    small = sc.compare_layers(model, images, labels, n=16, k=3, repeats=2, seed=4, max_bytes=1, progress=False)
+    small = sc.compare_layers(model, images, labels, CurveSettings(n=16, k=3, repeats=2, seed=4), max_bytes=1,
+                              progress=False)
     np.testing.assert_allclose(small.cka, result.cka, atol=1e-6)
     assert small.curve.values == result.curve.values
 
 
 def test_comparison_matrices_claims_and_round_trip():
     images, labels = clustered_images()
-    result = sc.compare_layers(tiny_resnet(), images, labels, n=16, k=3, repeats=1, seed=0,
+    result = sc.compare_layers(tiny_resnet(), images, labels, CurveSettings(n=16, k=3, repeats=1, seed=0),
                                meta={"model": "resnet20"}, progress=False)
     np.testing.assert_allclose(result.modularity_difference, sc.difference_matrix(result.curve.mean))
     np.testing.assert_allclose(result.cka_difference, 1.0 - result.cka)
@@ -127,9 +128,9 @@ def test_claims_on_known_structure_and_too_few_layers():
 def test_bad_inputs_raise_clear_errors():
     images, labels = clustered_images()
     with pytest.raises(ValueError, match=r"labels must have shape \(48,\)"):
-        sc.compare_layers(tiny_resnet(), images, labels[:5], n=8, progress=False)
+        sc.compare_layers(tiny_resnet(), images, labels[:5], CurveSettings(n=8), progress=False)
     with pytest.raises(ValueError, match="images must be a"):
-        sc.compare_layers(tiny_resnet(), images[0], labels, n=8, progress=False)
+        sc.compare_layers(tiny_resnet(), images[0], labels, CurveSettings(n=8), progress=False)
     with pytest.raises(ValueError, match="archs must be a non-empty list"):
         sc.comparison_study("resnet18", "digits", recipe="smoke")
 
@@ -152,16 +153,15 @@ def test_cached_comparison_per_weights_computes_once(stub_store):
     data = load_dataset("digits", "test", progress=False)
     trained = create_model("resnet20", num_classes=10, width=0.25, mean=data.mean, std=data.std, seed=7)
     calls = stub_store(trained, 0.25)
-    settings = dict(n=12, k=3, repeats=1, seed=0, progress=False)
-    first = sc.cached_comparison(spec, **settings)
-    assert sc.cached_comparison(spec, **settings).to_dict() == first.to_dict() and len(calls) == 1
+    settings = CurveSettings(n=12, k=3, repeats=1, seed=0)
+    first = sc.cached_comparison(spec, settings, progress=False)
+    assert sc.cached_comparison(spec, settings, progress=False).to_dict() == first.to_dict() and len(calls) == 1
     assert first.meta["weights"] == "trained" and first.meta["test_accuracy"] == 25.0
     images, labels = data.tensors()
-    direct = sc.compare_layers(initial_model(spec, data), images, labels, n=12, k=3, repeats=1, seed=0,
-                               progress=False)
-    control = sc.cached_comparison(spec, weights="initial", **settings)
+    direct = sc.compare_layers(initial_model(spec, data), images, labels, settings, progress=False)
+    control = sc.cached_comparison(spec, settings, weights="initial", progress=False)
     assert len(calls) == 1 and control.meta["weights"] == "initial"
     np.testing.assert_allclose(control.cka, direct.cka)
     assert control.curve.values == direct.curve.values
     with pytest.raises(ValueError, match="unknown weights 'final'; valid choices: initial, trained"):
-        sc.cached_comparison(spec, weights="final", **settings)
+        sc.cached_comparison(spec, settings, weights="final", progress=False)

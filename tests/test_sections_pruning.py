@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from modgraph.curve import Curve
+from modgraph import paper
+from modgraph.curve import Curve, CurveSettings
 from modgraph.models import create_model
 from modgraph.prune import complexity, prunable_layers, prune, reduction
 from modgraph.sections import pruning as pr
@@ -101,8 +102,8 @@ def test_settings_validate_and_build_specs():
         PruneSettings(recipe="smoke", finetune_epochs=0)
     with pytest.raises(ValueError, match="threshold must be a finite number"):
         PruneSettings(recipe="smoke", finetune_epochs=1, threshold=float("nan"))
-    with pytest.raises(ValueError, match="unknown similarity"):
-        PruneSettings(recipe="smoke", finetune_epochs=1, similarity="euclid")
+    with pytest.raises(ValueError, match="curve must be a CurveSettings"):
+        PruneSettings(recipe="smoke", finetune_epochs=1, curve={"similarity": "cosine"})
 
 
 def family(accuracies=(90.0, 89.8, 89.5), shrinking=True) -> FamilyStudy:
@@ -148,7 +149,7 @@ def test_fig10_points_claims_and_missing_data():
     assert measured["accuracy drop (%)"].tolist() == pytest.approx([0.2, 0.5])
     quoted = points[points["source"] == "paper (quoted)"]
     assert sorted(map(tuple, quoted[["Delta-Q", "accuracy drop (%)"]].to_numpy())) == sorted(
-        pr.PAPER_FIG10_POINTS["cifar10"] + pr.PAPER_FIG10_POINTS["cifar100"])
+        paper.PAPER_FIG10_POINTS["cifar10"] + paper.PAPER_FIG10_POINTS["cifar100"])
     claims = pr.drop_claims(points, studies.datasets, missing=studies.missing, source="Fig. 10")
     assert [c.holds for c in claims] == [False, False]
     assert "3 variants" in claims[0].reason and claims[1].reason == "no CIFAR-100 files under data/"
@@ -181,12 +182,13 @@ def test_pruned_spec_initialiser_transfers_the_kept_layers():
         pr.pruned_spec(parent_spec, ["stem"], PruneSettings(recipe="smoke", finetune_epochs=1))
 
 
-SMOKE = PruneSettings(recipe="smoke", epochs=1, finetune_epochs=1, width=0.125, n=40, k=3, repeats=2)
+SMOKE = PruneSettings(recipe="smoke", epochs=1, finetune_epochs=1, width=0.125,
+                      curve=CurveSettings(n=40, k=3, repeats=2))
 
 
 def test_family_study_fine_tunes_variants_from_the_stored_parent(home):
     studies = pr.variant_studies({"vgg11": ["vgg11_1"]}, ["digits", "cifar100"], SMOKE,
-                                 paper=pr.PAPER_FIG10, progress=False)
+                                 paper=paper.PAPER_FIG10, progress=False)
     study = studies.studies["digits"]["vgg11"]
     assert list(study.curves) == ["vgg11", "vgg11_1"] and study.removed == {"vgg11_1": ("stage5.1",)}
     assert len(study.curves["vgg11_1"].layers) == len(study.curves["vgg11"].layers) - 1
@@ -207,7 +209,7 @@ def test_prune_by_curve_removes_the_redundant_layers_and_counts_the_savings(home
     assert 0 < result.reduction["params_pct"] < 100 and 0 < result.reduction["flops_pct"] < 100
     assert result.pruned_accuracy is not None and result.parent_accuracy is not None
     table = result.table()
-    assert (table["source"] == "paper's Table 1 (quoted)").sum() == len(pr.PAPER_TABLE1)
+    assert (table["source"] == "paper's Table 1 (quoted)").sum() == len(paper.PAPER_TABLE1)
     assert table.loc[1, "FLOPs reduction (%)"] == pytest.approx(result.reduction["flops_pct"])
     assert result.claims(source="Table 1")[0].holds
 
@@ -225,7 +227,7 @@ def test_prune_by_curve_removes_the_redundant_layers_and_counts_the_savings(home
 def test_authors_released_architecture_reproduces_the_papers_table1_reductions():
     full, pruned = pr.authors_complexity("cifar10", 10, (1, 3, 32, 32)).values()
     saved = reduction(full, pruned)
-    quoted = pr.PAPER_TABLE1[0]
+    quoted = paper.PAPER_TABLE1[0]
     assert saved["params_pct"] == pytest.approx(quoted["parameters reduction (%)"], abs=0.1)  # 42.91 vs 43.00
     assert saved["macs_pct"] == pytest.approx(quoted["FLOPs reduction (%)"], abs=0.1)  # 60.26 vs 60.30
     c100 = pr.authors_complexity("cifar100", 100, (1, 3, 32, 32))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from modgraph.curve import Curve
+from modgraph.curve import Curve, CurveSettings
 from modgraph.sections import training as tr
 from modgraph.sections.training import TrainingDynamics
 
@@ -120,7 +120,7 @@ def test_snapshot_curves_equal_direct_curves_with_the_epochs_accuracy(stored, mo
     spec, model = stored
     test = load_dataset("digits", "test", progress=False)
     images, labels = test.tensors()
-    d = tr.training_dynamics(spec, n=40, k=3, repeats=2, seed=1, progress=False)
+    d = tr.training_dynamics(spec, CurveSettings(n=40, k=3, repeats=2, seed=1), progress=False)
     assert d.epochs == (0, 1, 2) and d.arch == "vgg11"
     for epoch, c in zip(d.epochs, d.curves):
         direct = modularity_curve(model.snapshot(epoch), images, labels, n=40, k=3, repeats=2, seed=1, progress=False)
@@ -133,9 +133,9 @@ def test_snapshot_curves_equal_direct_curves_with_the_epochs_accuracy(stored, mo
         raise AssertionError("cached curves must not load the model")
 
     monkeypatch.setattr(store, "get_model", no_store)
-    again = tr.training_dynamics(spec, n=40, k=3, repeats=2, seed=1, progress=False)
+    again = tr.training_dynamics(spec, CurveSettings(n=40, k=3, repeats=2, seed=1), progress=False)
     assert again.to_dict() == d.to_dict()
-    single = tr.snapshot_curve(spec, 1, n=40, k=3, repeats=2, seed=1, progress=False)
+    single = tr.snapshot_curve(spec, 1, CurveSettings(n=40, k=3, repeats=2, seed=1), progress=False)
     assert single.values == d.curves[1].values
 
 
@@ -144,7 +144,7 @@ def test_epochs_beyond_the_saved_snapshots_are_refused(stored):
 
     spec, _ = stored
     with pytest.raises(ValueError, match="no snapshot of epoch 3 .* saved epochs: 0, 1, 2"):
-        tr.snapshot_curve(spec, 3, n=40, k=3, repeats=1, progress=False)
+        tr.snapshot_curve(spec, 3, CurveSettings(n=40, k=3, repeats=1), progress=False)
     with pytest.raises(ValueError, match=r"snapshot_epochs \(0, 1, 2, 3\) must lie in 0..2"):
         ModelSpec("vgg11", "digits", recipe="smoke", width=0.0625, epochs=2, snapshot_epochs=range(4))
     with pytest.raises(ValueError, match="at least 2 snapshot epochs"):

@@ -230,7 +230,7 @@ same notebook stops the call at once.
 
 def _snapshot_checks(last: Callable[[Mapping[str, Any]], Mapping[str, Any]]) -> Callable[[Mapping[str, Any]], None]:
     def check(params: Mapping[str, Any]) -> None:
-        from modgraph.report import check_snapshots
+        from modgraph.cache import check_snapshots
 
         check_snapshots(last(params), recipe=params["recipe"], epochs=params["epochs"])
     return check

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from modgraph.paper import LAST_LAYER_TOLERANCE, PLATEAU_RISE, RISE_THRESHOLD
 from modgraph.registry import Registry
 
 if TYPE_CHECKING:
@@ -34,17 +35,10 @@ __all__ = [
     "depth_spearman",
     "last_layer_gap",
     "plateau_fraction",
-    "RISE_THRESHOLD",
-    "LAST_LAYER_TOLERANCE",
     "rises_with_depth",
     "last_layer_highest",
     "plateaus_in_deeper_models",
     "curve_claims",
-    "PAPER_TABLE_B2",
-    "quoted_accuracy",
-    "PAPER_FIG4_ARCHS",
-    "PAPER_FIG4_DATASETS",
-    "PAPER_FIG5_ARCHS",
 ]
 
 COMPARISONS: Registry[Callable[[float, float], bool]] = Registry("comparison")
@@ -167,7 +161,7 @@ def last_layer_gap(values: Sequence[float] | np.ndarray) -> float:
     return float(q.max() - q[-1])
 
 
-def plateau_fraction(values: Sequence[float] | np.ndarray, tol: float = 0.01) -> float:
+def plateau_fraction(values: Sequence[float] | np.ndarray, tol: float = PLATEAU_RISE) -> float:
     """Fraction of the L-1 layer-to-layer steps of ``values`` (L,) where Q rises by less than ``tol``.
 
     Counts plateaus and degradations: 0 for a curve that rises by at least
@@ -177,39 +171,6 @@ def plateau_fraction(values: Sequence[float] | np.ndarray, tol: float = 0.01) ->
         raise ValueError(f"tol must be >= 0, got {tol!r}")
     q = _curve(values, 2)
     return float(np.mean(np.diff(q) < tol))
-
-
-PAPER_TABLE_B2: dict[str, dict[str, float]] = {
-    "cifar10": {"vgg11": 92.11, "vgg13": 93.68, "vgg16": 93.63, "vgg19": 93.36, "resnet18": 94.78,
-                "resnet34": 95.14, "resnet50": 95.38, "resnet101": 95.18, "resnet152": 95.32},
-    "cifar100": {"vgg11": 66.87, "vgg13": 70.19, "vgg16": 72.34, "vgg19": 72.63, "resnet18": 76.87,
-                 "resnet34": 76.69, "resnet50": 78.03, "resnet101": 78.21, "resnet152": 78.64},
-    "imagenet50": {"vgg11": 83.97, "vgg13": 85.87, "vgg16": 85.04, "vgg19": 87.32, "resnet18": 82.55,
-                   "resnet34": 82.99, "resnet50": 85.04, "resnet101": 87.32, "resnet152": 87.89},
-}
-"""The paper's Table B2, quoted: test accuracy (%) of its nine models per data set (``data set -> arch -> %``)."""
-
-
-PAPER_FIG4_ARCHS = ("vgg11", "vgg13", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-"""The architectures of the paper's Fig. 4."""
-
-PAPER_FIG4_DATASETS = ("cifar10", "cifar100")
-"""The data sets of the paper's Fig. 4."""
-
-PAPER_FIG5_ARCHS = ("tv_resnet18", "tv_resnet34", "tv_resnet50", "tv_resnet101", "tv_resnet152")
-"""The ImageNet models of the paper's Fig. 5 (torchvision's ResNets)."""
-
-
-def quoted_accuracy(dataset: str, arch: str) -> float | None:
-    """The paper's test accuracy (%) for ``arch`` on ``dataset`` (Table B2), or ``None`` if it lists none."""
-    return PAPER_TABLE_B2.get(dataset.lower(), {}).get(arch.lower())
-
-
-RISE_THRESHOLD = 0.5
-"""Spearman rho of Q with depth above which "Q tends to increase with depth" holds."""
-
-LAST_LAYER_TOLERANCE = 0.05
-"""``max(Q) - Q[-1]`` up to which the last layer counts as (near-)most modular."""
 
 
 def _median_over(curves: Mapping[str, "Curve"], quantity: Callable[[np.ndarray], float]) -> float:
@@ -243,7 +204,7 @@ def last_layer_highest(curves: Mapping[str, "Curve"], *, scope: str, source: str
 
 
 def plateaus_in_deeper_models(curves: Mapping[str, "Curve"], *, scope: str, source: str, reason: str = "",
-                              tol: float = 0.01) -> Claim:
+                              tol: float = PLATEAU_RISE) -> Claim:
     """"Plateaus and degradation arise when the model is large for the data": across models,
     Spearman rho(number of layers, :func:`plateau_fraction`) > 0; needs 3 models of distinct depths."""
     depths = [len(c.layers) for c in curves.values()]

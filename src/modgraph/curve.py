@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -28,13 +28,61 @@ from modgraph.data import sample_indices
 from modgraph.devices import resolve_device
 from modgraph.features import iter_layer_features, layer_names
 from modgraph.graph import SIMILARITIES, graph_from_neighbours, modularity, nearest_neighbours, warn_if_tied
+from modgraph.models import TAPS
 
-__all__ = ["Curve", "curve_from_features", "modularity_curve", "modularity_sweep"]
+__all__ = ["CurveSettings", "Curve", "curve_from_features", "modularity_curve", "modularity_sweep"]
 
 _RESERVED = (
     "n", "k", "similarity", "repeats", "seed", "tap", "device", "code_version", "hardware",
     "wall_time_s", "feature_time_s", "graph_time_s",
 )
+
+
+@dataclass(frozen=True)
+class CurveSettings:
+    """How a modularity curve is measured: ``repeats`` disjoint sample sets of ``n`` images drawn with
+    ``seed``, a ``k``-NN graph by ``similarity`` (a :data:`modgraph.graph.SIMILARITIES` name) of the
+    features read at ``tap`` (a :data:`modgraph.models.TAPS` name). Checked on construction."""
+
+    n: int = 500
+    k: int = 3
+    repeats: int = 5
+    seed: int = 0
+    similarity: str = "cosine"
+    tap: str = "block"
+
+    def __post_init__(self) -> None:
+        for name, low in (("n", 1), ("k", 1), ("repeats", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if self.k >= self.n:
+            raise ValueError(f"k must satisfy 1 <= k < n, got k={self.k}, n={self.n}")
+        for name, registry in (("similarity", SIMILARITIES), ("tap", TAPS)):
+            registry.get(getattr(self, name))
+            object.__setattr__(self, name, getattr(self, name).lower())
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"n", "k", "repeats", "seed", "similarity", "tap"}``: the settings' part of a cache key."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CurveSettings":
+        """The settings among the entries of ``data`` (other entries are ignored; absent ones keep the defaults)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+    @classmethod
+    def of(cls, settings: "CurveSettings | None" = None, **given: Any) -> "CurveSettings":
+        """``settings``, or settings built from the keyword values ``given`` that are not ``None``; not both."""
+        given = {name: value for name, value in given.items() if value is not None}
+        if settings is None:
+            return cls(**given)
+        if not isinstance(settings, CurveSettings):
+            raise ValueError(f"settings must be a CurveSettings, got {type(settings).__name__}")
+        if given:
+            raise ValueError(f"give either settings or {', '.join(given)}, not both")
+        return settings
 
 
 @dataclass(frozen=True)
@@ -186,13 +234,14 @@ def modularity_curve(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor | np.ndarray,
+    settings: CurveSettings | None = None,
     *,
-    n: int = 500,
-    k: int = 3,
-    repeats: int = 5,
-    seed: int = 0,
-    similarity: str = "cosine",
-    tap: str = "block",
+    n: int | None = None,
+    k: int | None = None,
+    repeats: int | None = None,
+    seed: int | None = None,
+    similarity: str | None = None,
+    tap: str | None = None,
     batch_size: int = 256,
     device: str | torch.device | None = None,
     max_bytes: int = 2**31,
@@ -201,12 +250,15 @@ def modularity_curve(
 ) -> Curve:
     """The modularity curve of ``model`` on ``repeats`` disjoint samples of ``n`` of ``images`` (N, 3, H, W).
 
-    Samples come from ``data.sample_indices(N, n, repeats, seed)``; ``labels`` (N,)
-    are the classes. ``meta`` adds caller information (model, dataset, ...).
+    ``settings`` or the keywords ``n, k, repeats, seed, similarity, tap`` (those
+    left out keep :class:`CurveSettings`' defaults). Samples come from
+    ``data.sample_indices(N, n, repeats, seed)``; ``labels`` (N,) are the
+    classes. ``meta`` adds caller information (model, dataset, ...).
     """
+    s = CurveSettings.of(settings, n=n, k=k, repeats=repeats, seed=seed, similarity=similarity, tap=tap)
     return modularity_sweep(
-        model, images, labels, ns=(n,), ks=(k,), similarities=(similarity,), repeats=repeats, seed=seed, tap=tap,
-        batch_size=batch_size, device=device, max_bytes=max_bytes, meta=meta, progress=progress,
+        model, images, labels, ns=(s.n,), ks=(s.k,), similarities=(s.similarity,), repeats=s.repeats, seed=s.seed,
+        tap=s.tap, batch_size=batch_size, device=device, max_bytes=max_bytes, meta=meta, progress=progress,
     )[0]
 
 

@@ -4,7 +4,7 @@ Every notebook of ``_toc.yml`` has a planner in :data:`PLANNERS`: its
 parameters, exactly as the book runs it (the template's defaults, then
 ``params/<profile>.yml``), -> the model requests of its cells, built by the
 same library functions the study code builds them with
-(:func:`modgraph.report.trained_specs`,
+(:func:`modgraph.cache.trained_specs`,
 :func:`modgraph.sections.pruning.family_specs`,
 :class:`modgraph.sections.pruning.PruneSettings`). A model that a notebook
 derives from a measured curve (Table 1's pruned model) is a :class:`Derived`
@@ -30,8 +30,9 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from modgraph import book
+from modgraph.curve import CurveSettings
 from modgraph.registry import Registry
-from modgraph.report import trained_specs
+from modgraph.cache import trained_specs
 from modgraph.sections import pruning
 from modgraph.store import ModelSpec, spec_hash, stored_snapshots
 
@@ -105,8 +106,8 @@ def _transformers(p: Mapping[str, Any]) -> list[Request]:
 
 def _pruning(p: Mapping[str, Any]) -> list[Request]:
     settings = pruning.PruneSettings(recipe=p["recipe"], epochs=p["epochs"], finetune_epochs=p["finetune_epochs"],
-                                     width=p["width"], seed=p["seed"], n=p["n"], k=p["k"], repeats=p["repeats"],
-                                     similarity=p["similarity"], tap=p["tap"], threshold=p["threshold"])
+                                     width=p["width"], seed=p["seed"], curve=CurveSettings.from_dict(p),
+                                     threshold=p["threshold"])
     out: list[Request] = []
     for families, datasets in ((p["fig9_families"], [p["dataset"]]), (p["fig10_families"], p["fig10_datasets"])):
         for ds in datasets:

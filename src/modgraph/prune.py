@@ -54,6 +54,7 @@ from torch import nn
 
 from modgraph.features import layer_names
 from modgraph.models import create_model, model_config
+from modgraph.paper import PLATEAU_RISE
 from modgraph.registry import Registry
 
 __all__ = [
@@ -71,7 +72,8 @@ __all__ = [
     "reduction",
 ]
 
-DEFAULT_THRESHOLD = 0.01
+DEFAULT_THRESHOLD = PLATEAU_RISE
+"""The default ``threshold`` of :func:`redundant_layers` (:data:`modgraph.paper.PLATEAU_RISE`)."""
 
 
 class CurveLike(Protocol):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 import matplotlib.pyplot as plt
 import numpy as np
 
-from modgraph.plots.style import NotDrawn, not_measured
+from modgraph.figures import NotDrawn, not_measured
 from modgraph.registry import Registry
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from modgraph.plots.curves import plot_curves
-from modgraph.plots.style import NotDrawn, not_measured
+from modgraph.figures import NotDrawn, not_measured
 
 if TYPE_CHECKING:
     from modgraph.curve import Curve

@@ -14,7 +14,7 @@ are pure functions of mean curves (arrays in, numbers out).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -24,9 +24,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from modgraph.claims import Claim, check, depth_spearman
-from modgraph.curve import Curve, modularity_curve, modularity_sweep
+from modgraph.curve import Curve, CurveSettings, modularity_curve, modularity_sweep
 from modgraph.graph import SIMILARITIES
-from modgraph.models import TAPS
+from modgraph.paper import FLAT_RATIO, OVERLAP_TOLERANCE
 from modgraph.registry import Registry
 
 if TYPE_CHECKING:
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
     from modgraph.store import ModelSpec
 
 __all__ = [
-    "OVERLAP_TOLERANCE",
-    "FLAT_RATIO",
     "AblationSettings",
     "ModelAblation",
     "PANELS",
@@ -51,12 +49,6 @@ __all__ = [
     "ablation_study",
     "summary_table",
 ]
-
-OVERLAP_TOLERANCE = 0.05
-"""Largest |difference| of Q (at any layer) up to which curves count as "nearly the same"."""
-
-FLAT_RATIO = 0.25
-"""Largest range of Q over depth, relative to the trained model's, of a "nearly flat" curve."""
 
 
 def _curves(values: np.ndarray | Sequence[Sequence[float]], min_curves: int) -> np.ndarray:
@@ -126,48 +118,50 @@ def _sorted_ints(values: Sequence[int], name: str, min_count: int) -> tuple[int,
 
 @dataclass(frozen=True)
 class AblationSettings:
-    """What an ablation measures: the reference curve (``n``, ``k``, ``similarity``) and its variations.
+    """What an ablation measures: the reference curve (``curve``) and its variations.
 
     ``ns``: sample sizes at the reference ``k``; ``small_ks`` and ``large_ks``:
     neighbour counts at the reference ``n``; ``alternative``: the similarity
     compared with the reference one. Sequences are stored sorted and unique.
     """
 
-    n: int = 500
-    k: int = 3
-    repeats: int = 5
-    seed: int = 0
-    similarity: str = "cosine"
+    curve: CurveSettings = CurveSettings()
     alternative: str = "pearson"
-    tap: str = "block"
     ns: tuple[int, ...] = (100, 200, 300, 400, 500)
     small_ks: tuple[int, ...] = (3, 5, 7, 9)
     large_ks: tuple[int, ...] = (10, 25, 50, 100, 200)
 
     def __post_init__(self) -> None:
-        for name, low in (("n", 1), ("k", 1), ("repeats", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-            object.__setattr__(self, name, int(value))
+        if not isinstance(self.curve, CurveSettings):
+            raise ValueError(f"curve must be a CurveSettings, got {type(self.curve).__name__}")
         for name in ("ns", "small_ks", "large_ks"):
             object.__setattr__(self, name, _sorted_ints(getattr(self, name), name, 2))
-        for name, registry in (("similarity", SIMILARITIES), ("alternative", SIMILARITIES), ("tap", TAPS)):
-            registry.get(getattr(self, name))
-            object.__setattr__(self, name, getattr(self, name).lower())
-        if self.similarity == self.alternative:
-            raise ValueError(f"alternative must differ from similarity {self.similarity!r}; valid choices: "
-                             f"{', '.join(s for s in SIMILARITIES.names() if s != self.similarity)}")
-        too_large = [k for k in self.ks if k >= self.n]
+        SIMILARITIES.get(self.alternative)
+        object.__setattr__(self, "alternative", self.alternative.lower())
+        c = self.curve
+        if c.similarity == self.alternative:
+            raise ValueError(f"alternative must differ from similarity {c.similarity!r}; valid choices: "
+                             f"{', '.join(s for s in SIMILARITIES.names() if s != c.similarity)}")
+        too_large = [k for k in self.ks if k >= c.n]
         if too_large:
-            raise ValueError(f"every k must be < n = {self.n} (samples per graph); too large: {too_large}")
-        if self.k >= self.ns[0]:
-            raise ValueError(f"k = {self.k} must be < the smallest of ns = {list(self.ns)}")
+            raise ValueError(f"every k must be < n = {c.n} (samples per graph); too large: {too_large}")
+        if c.k >= self.ns[0]:
+            raise ValueError(f"k = {c.k} must be < the smallest of ns = {list(self.ns)}")
 
     @property
     def ks(self) -> tuple[int, ...]:
         """Every k measured at the reference ``n``: the reference, small and large ones, sorted."""
-        return tuple(sorted({self.k, *self.small_ks, *self.large_ks}))
+        return tuple(sorted({self.curve.k, *self.small_ks, *self.large_ks}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready and flat: the reference curve's settings beside the variations."""
+        return {**self.curve.to_dict(), "alternative": self.alternative, "ns": list(self.ns),
+                "small_ks": list(self.small_ks), "large_ks": list(self.large_ks)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "AblationSettings":
+        """The settings :meth:`to_dict` described."""
+        return cls(CurveSettings.from_dict(data), data["alternative"], data["ns"], data["small_ks"], data["large_ks"])
 
 
 @dataclass(frozen=True)
@@ -200,7 +194,7 @@ class ModelAblation:
     @property
     def reference(self) -> Curve:
         """The curve at the reference N, k and similarity."""
-        return self.by_k[self.settings.k]
+        return self.by_k[self.settings.curve.k]
 
     def panel(self, name: str) -> dict[str, Curve]:
         """Legend label -> curve of the :data:`PANELS` entry ``name``."""
@@ -215,7 +209,7 @@ class ModelAblation:
     def claims(self, *, scope: str | None = None) -> list[Claim]:
         """The ablation claims (Figs. 7, B11, B12, B13) tested on this model's mean curves."""
         scope = scope or self.model
-        s = self.settings
+        s, c = self.settings, self.settings.curve
         ref = self.reference.mean
         first, last = s.ns[0], s.ns[-1]
         early = early_layers(len(self.reference.layers))
@@ -237,8 +231,8 @@ class ModelAblation:
             check(f"{scope}: Q still increases with depth for every large k",
                   f"smallest Spearman rho(Q, layer index) over k in {list(s.large_ks)}",
                   trend, ">", 0.0, source="Fig. B11", reason=trend_reason),
-            check(f"{scope}: {s.alternative} and {s.similarity} similarity give nearly the same curve",
-                  f"largest |Q_{s.alternative} - Q_{s.similarity}| at any layer (N = {s.n}, k = {s.k})",
+            check(f"{scope}: {s.alternative} and {c.similarity} similarity give nearly the same curve",
+                  f"largest |Q_{s.alternative} - Q_{c.similarity}| at any layer (N = {c.n}, k = {c.k})",
                   max_spread([self.alternative.mean, ref]), "<", OVERLAP_TOLERANCE, source="Fig. B12"),
             check(f"{scope}: the curve of the untrained model is nearly flat",
                   "range of Q over depth at the initial weights / that of the trained model",
@@ -249,7 +243,7 @@ class ModelAblation:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: settings, curves as dicts (keys as strings), meta."""
         return {
-            "model": self.model, "settings": asdict(self.settings),
+            "model": self.model, "settings": self.settings.to_dict(),
             "by_n": {str(n): c.to_dict() for n, c in self.by_n.items()},
             "by_k": {str(k): c.to_dict() for k, c in self.by_k.items()},
             "alternative": self.alternative.to_dict(), "untrained": self.untrained.to_dict(), "meta": self.meta,
@@ -259,7 +253,7 @@ class ModelAblation:
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelAblation":
         """The ablation :meth:`to_dict` described."""
         return cls(
-            model=data["model"], settings=AblationSettings(**data["settings"]),
+            model=data["model"], settings=AblationSettings.from_dict(data["settings"]),
             by_n={int(n): Curve.from_dict(c) for n, c in data["by_n"].items()},
             by_k={int(k): Curve.from_dict(c) for k, c in data["by_k"].items()},
             alternative=Curve.from_dict(data["alternative"]), untrained=Curve.from_dict(data["untrained"]),
@@ -281,7 +275,7 @@ PANELS: Registry[tuple[str, Callable[[ModelAblation], dict[Any, Curve]]]] = Regi
 PANELS.register("n", ("N = {}", lambda a: {n: a.by_n[n] for n in a.settings.ns}))
 PANELS.register("small_k", ("k = {}", lambda a: {k: a.by_k[k] for k in a.settings.small_ks}))
 PANELS.register("large_k", ("k = {}", lambda a: {k: a.by_k[k] for k in a.settings.large_ks}))
-PANELS.register("similarity", ("{}", lambda a: {a.settings.similarity: a.reference,
+PANELS.register("similarity", ("{}", lambda a: {a.settings.curve.similarity: a.reference,
                                                  a.settings.alternative: a.alternative}))
 PANELS.register("initialisation", ("{}", lambda a: {"trained": a.reference, "initial weights": a.untrained}))
 
@@ -319,16 +313,16 @@ def measure_ablation(
     reference n; every n at the reference k) and one through ``untrained``.
     ``meta`` (model, dataset, ...) is stored in every curve.
     """
-    s = settings
-    common = dict(repeats=s.repeats, seed=s.seed, tap=s.tap, device=device, meta=meta, progress=progress)
-    sims = (s.similarity, s.alternative)
-    by_k_sweep = modularity_sweep(model, images, labels, ns=(s.n,), ks=s.ks, similarities=sims, **common)
+    s, c = settings, settings.curve
+    common = dict(repeats=c.repeats, seed=c.seed, tap=c.tap, device=device, meta=meta, progress=progress)
+    sims = (c.similarity, s.alternative)
+    by_k_sweep = modularity_sweep(model, images, labels, ns=(c.n,), ks=s.ks, similarities=sims, **common)
     by_k = dict(zip(s.ks, by_k_sweep[: len(s.ks)]))
-    alternative = by_k_sweep[len(s.ks) + s.ks.index(s.k)]
-    by_n = dict(zip(s.ns, modularity_sweep(model, images, labels, ns=s.ns, ks=(s.k,), similarities=(s.similarity,),
+    alternative = by_k_sweep[len(s.ks) + s.ks.index(c.k)]
+    by_n = dict(zip(s.ns, modularity_sweep(model, images, labels, ns=s.ns, ks=(c.k,), similarities=(c.similarity,),
                                            **common)))
-    start = modularity_curve(untrained, images, labels, n=s.n, k=s.k, similarity=s.similarity,
-                             **{**common, "meta": {**dict(meta or {}), "weights": "initial"}})
+    start = modularity_curve(untrained, images, labels, c, device=device,
+                             meta={**dict(meta or {}), "weights": "initial"}, progress=progress)
     return ModelAblation(name or type(model).__name__, s, by_n, by_k, alternative, start, dict(meta or {}))
 
 
@@ -345,7 +339,7 @@ def cached_ablation(
     use), the untrained one from :func:`initial_model`; the result is cached
     under ``data/cache/ablations/`` keyed by spec, settings and code.
     """
-    from modgraph import report
+    from modgraph import cache
     from modgraph.data import load_dataset
     from modgraph.store import get_model
 
@@ -357,13 +351,13 @@ def cached_ablation(
         stored = get_model(spec, device=device, progress=progress)
         images, labels = data.tensors()
         meta = {"model": spec.arch, "dataset": spec.dataset, "split": "test", "spec": spec.canonical(),
-                "test_accuracy": report.accuracy_percent(stored.metrics)}
+                "test_accuracy": cache.accuracy_percent(stored.metrics)}
         return measure_ablation(stored.model, initial_model(spec, data), images, labels, settings, name=spec.arch,
                                 meta=meta, device=device, progress=progress).to_dict()
 
     config = {"model": spec.canonical(), "dataset": spec.dataset, "split": "test", "settings": settings}
-    code = report.CURVE_CODE + ("modgraph.sections.ablations",)
-    return ModelAblation.from_dict(report.cached("ablations", config, compute, code=code))
+    code = cache.CURVE_CODE + ("modgraph.sections.ablations",)
+    return ModelAblation.from_dict(cache.cached("ablations", config, compute, code=code))
 
 
 def ablation_study(
@@ -379,7 +373,7 @@ def ablation_study(
     progress: bool = True,
 ) -> dict[str, ModelAblation]:
     """:func:`cached_ablation` of every ``arch`` trained on ``dataset`` by the store: arch -> ablation."""
-    from modgraph.report import trained_specs
+    from modgraph.cache import trained_specs
 
     if isinstance(archs, str) or not archs:
         raise ValueError(f"archs must be a non-empty list of model names, got {archs!r}")

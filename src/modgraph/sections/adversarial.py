@@ -15,7 +15,7 @@ and of the clean images they came from, labelled by their true classes: one
 sample set of all found examples each, so the two curves are a paired
 comparison on the same images. :func:`adversarial_study` does this for every
 pair and adds each model's clean curve on ``n`` random test samples
-(:func:`modgraph.report.cached_curve`) as a reference.
+(:func:`modgraph.cache.cached_curve`) as a reference.
 """
 
 from __future__ import annotations
@@ -37,8 +37,7 @@ from tqdm.auto import tqdm
 from modgraph import paths, provenance
 from modgraph.attacks import ATTACKS, AdversarialResult, adversarial_examples, attack_params
 from modgraph.claims import Claim, check
-from modgraph.curve import Curve
-from modgraph.graph import SIMILARITIES
+from modgraph.curve import Curve, CurveSettings
 
 if TYPE_CHECKING:
     from modgraph.store import ModelSpec
@@ -79,31 +78,25 @@ def _positive_int(name: str, value: Any) -> int:
 class AdversarialSettings:
     """What Fig. 6(a) measures for each model.
 
-    ``attacks``: :data:`modgraph.attacks.ATTACKS` names; ``n``: adversarial
-    examples wanted per attack, and samples per repeat of the clean reference
-    curve; ``samples``: attack -> fewer examples for slow attacks; ``batches``:
-    attack -> batch size (default: the attack's, capped at its number of
-    examples; JSMA's pair search is cheapest one image at a time); ``pool``:
-    test images offered per wanted example (``pool * n`` candidates, at most
-    the whole test split); ``overrides``: attack -> {parameter: value}
-    (everything else keeps AdverTorch's defaults); ``k``, ``similarity``,
-    ``tap``: the curves' graph settings; ``repeats``: disjoint sample sets of
-    the clean reference curve; ``seed``: the candidates' draw, the attacks'
-    random numbers and the reference curve's samples. Names and parameters
-    are checked on construction.
+    ``attacks``: :data:`modgraph.attacks.ATTACKS` names; ``curve``: the clean
+    reference curve's settings, whose ``n`` is also the number of adversarial
+    examples wanted per attack, whose ``k``, ``similarity`` and ``tap`` are
+    every curve's graph settings and whose ``seed`` also draws the candidates
+    and the attacks' random numbers; ``samples``: attack -> fewer examples for
+    slow attacks; ``batches``: attack -> batch size (default: the attack's,
+    capped at its number of examples; JSMA's pair search is cheapest one image
+    at a time); ``pool``: test images offered per wanted example (``pool * n``
+    candidates, at most the whole test split); ``overrides``: attack ->
+    {parameter: value} (everything else keeps AdverTorch's defaults). Names
+    and parameters are checked on construction.
     """
 
     attacks: tuple[str, ...] = ("fgsm", "pgd", "jsma", "cw", "onepixel", "localsearch")
-    n: int = 500
+    curve: CurveSettings = CurveSettings()
     samples: Mapping[str, int] = field(default_factory=dict)
     batches: Mapping[str, int] = field(default_factory=dict)
     pool: int = 4
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    k: int = 3
-    repeats: int = 5
-    similarity: str = "cosine"
-    tap: str = "block"
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.attacks, str) or not self.attacks:
@@ -112,10 +105,9 @@ class AdversarialSettings:
         if len(set(names)) != len(names):
             raise ValueError(f"attacks must not repeat, got {list(self.attacks)}")
         object.__setattr__(self, "attacks", names)
-        for name in ("n", "pool", "k", "repeats"):
-            object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
-        if self.k >= self.n:
-            raise ValueError(f"k must be smaller than n, got k={self.k}, n={self.n}")
+        if not isinstance(self.curve, CurveSettings):
+            raise ValueError(f"curve must be a CurveSettings, got {type(self.curve).__name__}")
+        object.__setattr__(self, "pool", _positive_int("pool", self.pool))
         samples = {a: _positive_int(f"samples[{a!r}]", v) for a, v in self._per_attack("samples").items()}
         object.__setattr__(self, "samples", samples)
         batches = {a: _positive_int(f"batches[{a!r}]", v) for a, v in self._per_attack("batches").items()}
@@ -126,9 +118,11 @@ class AdversarialSettings:
                 raise ValueError(f"overrides of {name!r} must map parameter -> value, got {params!r}")
             attack_params(name, params)
         object.__setattr__(self, "overrides", {a: dict(p) for a, p in overrides.items()})
-        SIMILARITIES.get(self.similarity)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready and flat: attacks, the curve settings, samples, batches, pool and overrides."""
+        return {"attacks": list(self.attacks), **self.curve.to_dict(), "samples": dict(self.samples),
+                "batches": dict(self.batches), "pool": self.pool, "overrides": self.overrides}
 
     def _per_attack(self, what: str) -> dict[str, Any]:
         """``self.<what>`` (attack -> value) with lower-cased keys; ``ValueError`` for attacks not requested."""
@@ -144,7 +138,7 @@ class AdversarialSettings:
 
     def n_for(self, attack: str) -> int:
         """Adversarial examples wanted from ``attack``: ``samples[attack]``, else ``n``."""
-        return self.samples.get(ATTACKS.get(attack).name, self.n)
+        return self.samples.get(ATTACKS.get(attack).name, self.curve.n)
 
     def params(self, attack: str) -> dict[str, Any]:
         """The parameters ``attack`` runs with: AdverTorch's defaults updated with its overrides."""
@@ -187,7 +181,7 @@ def _config(spec: "ModelSpec", attack: str, settings: AdversarialSettings) -> di
     return {
         "spec": spec.canonical(), "spec_hash": spec_hash(spec), "split": "test",
         "attack": ATTACKS.get(attack).name, "params": settings.params(attack), "n": settings.n_for(attack),
-        "pool": settings.pool, "seed": settings.seed, "batch_size": settings.batch_size(attack),
+        "pool": settings.pool, "seed": settings.curve.seed, "batch_size": settings.batch_size(attack),
     }
 
 
@@ -198,7 +192,7 @@ def adversarial_key(spec: "ModelSpec", attack: str, settings: AdversarialSetting
     examples wanted, ``pool``, ``seed``, the batch size, the source of :data:`ATTACK_CODE`
     and that of :func:`cached_adversarial` and its helpers.
     """
-    from modgraph.report import source_hash
+    from modgraph.cache import source_hash
 
     own = "".join(inspect.getsource(fn) for fn in (_candidates, _config, cached_adversarial))
     blob = {"config": _config(spec, attack, settings), "code": source_hash(ATTACK_CODE),
@@ -218,7 +212,7 @@ def cached_adversarial(
 
     The model comes from :func:`modgraph.store.get_model` (trained on first
     use); the inputs are ``settings.pool`` images per wanted example from its
-    data set's test split, drawn with ``settings.seed``. The result's
+    data set's test split, drawn with ``settings.curve.seed``. The result's
     ``indices`` index that test split. An attack that finds fewer examples
     than wanted warns (also when read from the cache) and returns what it
     found (``n_found < n_requested``).
@@ -243,11 +237,11 @@ def cached_adversarial(
             return cached
     data = load_dataset(spec.dataset, "test", progress=progress)
     wanted = settings.n_for(attack)
-    index = _candidates(len(data), wanted, settings.pool, settings.seed)
+    index = _candidates(len(data), wanted, settings.pool, settings.curve.seed)
     images, labels = data.subset(index).tensors()
     model = get_model(spec, device=device, progress=progress).model
     result = adversarial_examples(model, images, labels, attack, wanted, batch_size=settings.batch_size(attack),
-                                  seed=settings.seed, overrides=settings.overrides.get(ATTACKS.get(attack).name),
+                                  seed=settings.curve.seed, overrides=settings.overrides.get(ATTACKS.get(attack).name),
                                   progress=progress)
     result = dataclasses.replace(result, indices=torch.from_numpy(index)[result.indices])
     provenance.atomic_write_json(path.with_suffix(".json"), {
@@ -269,39 +263,36 @@ def _tensor_sha(*tensors: torch.Tensor) -> str:
 def attack_curves(
     spec: "ModelSpec",
     result: AdversarialResult,
+    settings: CurveSettings = CurveSettings(),
     *,
-    k: int = 3,
-    similarity: str = "cosine",
-    tap: str = "block",
     device: str | None = None,
     progress: bool = True,
 ) -> dict[str, Curve]:
     """Curves of ``result``'s adversarial images and of their clean originals through ``spec``'s model, cached.
 
     Both use all ``result.n_found`` images as one sample set, labelled by the
-    true classes; returns ``{"adversarial": Curve, "clean": Curve}``. The cache
+    true classes, and the graph settings (``k``, ``similarity``, ``tap``) of ``settings``; returns ``{"adversarial": Curve, "clean": Curve}``. The cache
     key hashes the images, so it follows the examples.
     """
-    from modgraph import report
+    from modgraph import cache
     from modgraph.curve import modularity_curve
     from modgraph.store import get_model
 
-    n = result.n_found
+    n, k = result.n_found, settings.k
     if n <= k:
         raise ValueError(f"{result.attack}: {n} adversarial example(s) cannot form a {k}-NN graph; need more than {k}")
+    whole = dataclasses.replace(settings, n=n, repeats=1, seed=0)
     config = {"spec": spec.canonical(), "attack": result.attack,
-              "images": _tensor_sha(result.images, result.clean, result.labels),
-              "n": n, "k": k, "repeats": 1, "seed": 0, "similarity": similarity, "tap": tap}
+              "images": _tensor_sha(result.images, result.clean, result.labels), **whole.to_dict()}
 
     def compute() -> dict:
         model = get_model(spec, device=device, progress=progress).model
         meta = {"model": spec.arch, "dataset": spec.dataset, "attack": result.attack}
-        return {kind: modularity_curve(model, images, result.labels, n=n, k=k, repeats=1, seed=0,
-                                       similarity=similarity, tap=tap, device=device,
+        return {kind: modularity_curve(model, images, result.labels, whole, device=device,
                                        meta={**meta, "images": kind}, progress=progress).to_dict()
                 for kind, images in (("adversarial", result.images), ("clean", result.clean))}
 
-    value = report.cached("adversarial-curves", config, compute, code=report.CURVE_CODE)
+    value = cache.cached("adversarial-curves", config, compute, code=cache.CURVE_CODE)
     return {kind: Curve.from_dict(curve) for kind, curve in value.items()}
 
 
@@ -377,7 +368,7 @@ class AdversarialStudy:
         """Model -> {"clean (test)": reference, attack: adversarial curve, ...} (for ``curve_grid``)."""
         out: dict[str, dict[str, Curve]] = {}
         for arch, ref in self.references.items():
-            out[arch] = {f"clean ({self.settings.n} test samples)": ref}
+            out[arch] = {f"clean ({self.settings.curve.n} test samples)": ref}
             out[arch].update({o.attack: o.adversarial for o in self.outcomes
                               if o.arch == arch and o.adversarial is not None})
         return out
@@ -388,8 +379,8 @@ class AdversarialStudy:
         for o in self.outcomes:
             name = f"{o.arch}, {o.attack}" + (f" ({o.result.n_found} of {o.result.n_requested})" if o.shortfall else "")
             if o.adversarial is None or o.clean is None:
-                out[name] = (f"{o.result.n_found} adversarial example(s) found; a {self.settings.k}-NN graph "
-                             f"needs more than {self.settings.k}")
+                out[name] = (f"{o.result.n_found} adversarial example(s) found; a {self.settings.curve.k}-NN graph "
+                             f"needs more than {self.settings.curve.k}")
             else:
                 out[name] = {"adversarial": o.adversarial, "clean (same images)": o.clean}
         return out
@@ -404,8 +395,8 @@ class AdversarialStudy:
         for o in self.outcomes:
             used = f"{o.result.n_found} samples" + (f", {o.shortfall}" if o.shortfall else "")
             reason = "" if o.adversarial is not None else (
-                f"{o.result.n_found} adversarial example(s) found; a {self.settings.k}-NN graph needs more than "
-                f"{self.settings.k}")
+                f"{o.result.n_found} adversarial example(s) found; a {self.settings.curve.k}-NN graph needs more than "
+                f"{self.settings.curve.k}")
             out.append(check(
                 f"{o.arch}, {o.attack}: the modularity curve of adversarial samples peaks lower than that of "
                 "the clean samples",
@@ -416,7 +407,7 @@ class AdversarialStudy:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: settings, per-pair metrics, parameters and curves, and the reference curves."""
         return {
-            "settings": {**self.settings.__dict__, "overrides": self.settings.overrides},
+            "settings": self.settings.to_dict(),
             "outcomes": [{
                 "model": o.arch, "attack": o.attack, "params": o.result.params, **o.result.metrics(),
                 "gap": o.gap, "adversarial": o.adversarial.to_dict() if o.adversarial else None,
@@ -440,12 +431,12 @@ def adversarial_study(
 ) -> AdversarialStudy:
     """Every attack of ``settings`` on every ``arch`` trained on ``dataset`` by the store, with curves.
 
-    ``seed`` is the models' training seed (``settings.seed`` drives the
+    ``seed`` is the models' training seed (``settings.curve.seed`` drives the
     attacks). Attack results and curves come from the caches; each model's
-    clean reference curve is :func:`modgraph.report.cached_curve` on
-    ``settings.n`` test samples.
+    clean reference curve is :func:`modgraph.cache.cached_curve` on
+    ``settings.curve.n`` test samples.
     """
-    from modgraph.report import cached_curve, trained_specs
+    from modgraph.cache import cached_curve, trained_specs
 
     if not isinstance(settings, AdversarialSettings):
         raise ValueError(f"settings must be an AdversarialSettings, got {type(settings).__name__}")
@@ -453,15 +444,13 @@ def adversarial_study(
         raise ValueError(f"archs must be a non-empty list of model names, got {archs!r}")
     specs = trained_specs(archs, dataset, recipe=recipe, width=width, epochs=epochs, seed=seed)
     s = settings
-    references = {spec.arch: cached_curve(spec, split="test", n=s.n, k=s.k, repeats=s.repeats, seed=s.seed,
-                                          similarity=s.similarity, tap=s.tap, device=device, progress=progress)
+    references = {spec.arch: cached_curve(spec, s.curve, split="test", device=device, progress=progress)
                   for spec in specs}
     outcomes = []
     jobs = [(spec, attack) for spec in specs for attack in s.attacks]
     for spec, attack in tqdm(jobs, desc="attacks", disable=not progress):
         result = cached_adversarial(spec, attack, s, device=device, progress=progress)
-        curves = (attack_curves(spec, result, k=s.k, similarity=s.similarity, tap=s.tap, device=device,
-                                progress=progress)
-                  if result.n_found > s.k else {})
+        curves = (attack_curves(spec, result, s.curve, device=device, progress=progress)
+                  if result.n_found > s.curve.k else {})
         outcomes.append(AttackOutcome(spec.arch, result, curves.get("adversarial"), curves.get("clean")))
     return AdversarialStudy(s, tuple(outcomes), references)

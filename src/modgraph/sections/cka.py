@@ -24,9 +24,10 @@ from tqdm.auto import tqdm
 
 from modgraph.cka import cka_matrix
 from modgraph.claims import Claim, check
-from modgraph.curve import Curve, curve_from_features
+from modgraph.curve import Curve, CurveSettings, curve_from_features
 from modgraph.data import sample_indices
 from modgraph.features import iter_layer_features, layer_names
+from modgraph.paper import AGREEMENT_THRESHOLD, SIGNIFICANCE
 from modgraph.registry import Registry
 
 if TYPE_CHECKING:
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
     from modgraph.store import ModelSpec
 
 __all__ = [
-    "AGREEMENT_THRESHOLD",
-    "SIGNIFICANCE",
     "difference_matrix",
     "upper_triangle",
     "matrix_agreement",
@@ -47,12 +46,6 @@ __all__ = [
     "comparison_study",
     "summary_table",
 ]
-
-AGREEMENT_THRESHOLD = 0.5
-"""Spearman rho between the two difference matrices above which they "show the same structure"."""
-
-SIGNIFICANCE = 0.05
-"""Mantel-test p-value below which the agreement is not explained by chance orderings of the layers."""
 
 
 def _square(M: np.ndarray | Sequence[Sequence[float]], name: str) -> np.ndarray:
@@ -192,13 +185,8 @@ def compare_layers(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor | np.ndarray,
+    settings: CurveSettings = CurveSettings(),
     *,
-    n: int = 500,
-    k: int = 3,
-    repeats: int = 5,
-    seed: int = 0,
-    similarity: str = "cosine",
-    tap: str = "block",
     debiased: bool = False,
     batch_size: int = 256,
     device: str | torch.device | None = None,
@@ -206,12 +194,14 @@ def compare_layers(
     meta: Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> LayerComparison:
-    """Modularity curve and linear CKA matrix of ``model`` on ``repeats`` disjoint samples of ``n`` images.
+    """Modularity curve and linear CKA matrix of ``model`` on the sample sets of ``settings``.
 
     ``images`` (N, 3, H, W) in [0, 1], ``labels`` (N,). The samples are those of
-    :func:`modgraph.curve.modularity_curve` with the same ``n``, ``repeats`` and
-    ``seed`` (so the curve equals it); one feature pass serves both measures.
+    :func:`modgraph.curve.modularity_curve` with the same ``settings`` (so the
+    curve equals it); one feature pass serves both measures.
     """
+    n, k, repeats, seed, similarity, tap = (settings.n, settings.k, settings.repeats, settings.seed,
+                                            settings.similarity, settings.tap)
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         raise ValueError(f"images must be a (N, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
     labels = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
@@ -231,21 +221,20 @@ def compare_layers(
             grams.append([(R @ R.T).cpu() for R in rows])
             yield name, X
 
-    settings = {"n": n, "k": k, "repeats": repeats, "seed": seed, "similarity": similarity, "tap": tap}
     curve = curve_from_features(features(), labels[union], local, k=k, similarity=similarity,
                                 meta={**dict(meta or {}), "seed": seed, "tap": tap})
     per_set = [cka_matrix((layer[r] for layer in grams), debiased=debiased, grams=True) for r in range(repeats)]
-    info = {**dict(meta or {}), **settings, "debiased": debiased}
+    info = {**dict(meta or {}), **settings.to_dict(), "debiased": debiased}
     return LayerComparison(curve, np.mean(per_set, axis=0), info)
 
 
 def _trained_weights(spec: "ModelSpec", data: "ArrayDataset", device: str | None,
                      progress: bool) -> tuple[nn.Module, dict[str, Any]]:
-    from modgraph import report
+    from modgraph import cache
     from modgraph.store import get_model
 
     stored = get_model(spec, device=device, progress=progress)
-    return stored.model, {"weights": "trained", "test_accuracy": report.accuracy_percent(stored.metrics)}
+    return stored.model, {"weights": "trained", "test_accuracy": cache.accuracy_percent(stored.metrics)}
 
 
 def _initial_weights(spec: "ModelSpec", data: "ArrayDataset", device: str | None,
@@ -264,14 +253,9 @@ WEIGHTS.register("initial", _initial_weights)
 
 def cached_comparison(
     spec: "ModelSpec",
+    settings: CurveSettings = CurveSettings(),
     *,
     weights: str = "trained",
-    n: int = 500,
-    k: int = 3,
-    repeats: int = 5,
-    seed: int = 0,
-    similarity: str = "cosine",
-    tap: str = "block",
     debiased: bool = False,
     device: str | None = None,
     progress: bool = True,
@@ -284,48 +268,48 @@ def cached_comparison(
     (:func:`modgraph.sections.ablations.initial_model`). The result is cached
     under ``data/cache/cka/`` keyed by spec, weights, settings and code.
     """
-    from modgraph import report
+    from modgraph import cache
     from modgraph.data import load_dataset
 
     load_weights = WEIGHTS.get(weights)
     config = {"model": spec.canonical(), "weights": weights.lower(), "dataset": spec.dataset, "split": "test",
-              "n": n, "k": k, "repeats": repeats, "seed": seed, "similarity": similarity, "tap": tap,
-              "debiased": debiased}
+              **settings.to_dict(), "debiased": debiased}
 
     def compute() -> dict:
         data = load_dataset(spec.dataset, "test", progress=progress)
         model, info = load_weights(spec, data, device, progress)
         images, labels = data.tensors()
         meta = {"model": spec.arch, "dataset": spec.dataset, "split": "test", "spec": spec.canonical(), **info}
-        return compare_layers(model, images, labels, n=n, k=k, repeats=repeats, seed=seed, similarity=similarity,
-                              tap=tap, debiased=debiased, device=device, meta=meta, progress=progress).to_dict()
+        return compare_layers(model, images, labels, settings, debiased=debiased, device=device, meta=meta,
+                              progress=progress).to_dict()
 
-    code = report.CURVE_CODE + ("modgraph.cka", "modgraph.sections.cka", "modgraph.sections.ablations")
-    return LayerComparison.from_dict(report.cached("cka", config, compute, code=code))
+    code = cache.CURVE_CODE + ("modgraph.cka", "modgraph.sections.cka", "modgraph.sections.ablations")
+    return LayerComparison.from_dict(cache.cached("cka", config, compute, code=code))
 
 
 def comparison_study(
     archs: Sequence[str],
     dataset: str,
+    settings: CurveSettings = CurveSettings(),
     *,
     recipe: str,
     width: float = 1.0,
     epochs: int | None = None,
     seed: int = 0,
+    weights: str = "trained",
+    debiased: bool = False,
     device: str | None = None,
     progress: bool = True,
-    **settings: Any,
 ) -> dict[str, LayerComparison]:
-    """:func:`cached_comparison` of every ``arch`` of the store trained on ``dataset``: arch -> comparison.
-
-    ``settings`` are :func:`cached_comparison`'s (``weights``, ``n``, ``k``, ``repeats``, ...).
-    """
-    from modgraph.report import trained_specs
+    """:func:`cached_comparison` (``settings``, ``weights``, ``debiased``) of every ``arch`` of the store trained
+    on ``dataset`` with training seed ``seed``: arch -> comparison."""
+    from modgraph.cache import trained_specs
 
     if isinstance(archs, str) or not archs:
         raise ValueError(f"archs must be a non-empty list of model names, got {archs!r}")
     specs = trained_specs(archs, dataset, recipe=recipe, width=width, epochs=epochs, seed=seed)
-    return {spec.arch: cached_comparison(spec, seed=seed, device=device, progress=progress, **settings)
+    return {spec.arch: cached_comparison(spec, settings, weights=weights, debiased=debiased, device=device,
+                                         progress=progress)
             for spec in tqdm(specs, desc="CKA", disable=not progress)}
 
 

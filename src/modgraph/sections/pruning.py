@@ -19,7 +19,7 @@ layers of the parent's curve that can go together
 the parent through the store, and counts parameters and FLOPs with thop.
 
 The claims' quantities are pure functions (arrays in, numbers out); the
-paper's own numbers appear only as constants named ``PAPER_*``, quoted.
+paper's own numbers are quoted in :mod:`modgraph.paper`.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from modgraph.claims import Claim, check
-from modgraph.models.resnet import RESNET152_REMOVED
+from modgraph.curve import CurveSettings
 from modgraph.models.resnet_cifar import AUTHORS_RESNET56_DEPTHS
+from modgraph.paper import ACCURACY_MARGIN, PAPER_FIG10_POINTS, PAPER_TABLE1, PAPER_TABLE1_MODEL, PLATEAU_RISE
 from modgraph.site import admonition
 
 if TYPE_CHECKING:
@@ -44,14 +45,7 @@ if TYPE_CHECKING:
     from modgraph.store import ModelSpec
 
 __all__ = [
-    "PAPER_FIG9",
-    "PAPER_FIG10",
-    "PAPER_FIG10_POINTS",
-    "PAPER_TABLE1",
-    "PAPER_TABLE1_MODEL",
     "AUTHORS_TABLE1_ARCHS",
-    "AUTHORS_THRESHOLD",
-    "ACCURACY_MARGIN",
     "PruneSettings",
     "removed_layers",
     "removed_delta_q",
@@ -71,43 +65,10 @@ __all__ = [
     "authors_complexity",
 ]
 
-PAPER_FIG9: dict[str, tuple[str, ...]] = {
-    "vgg19": tuple(f"vgg19_{n}" for n in range(1, 7)),
-    "resnet152": tuple(f"resnet152_{n}" for n in RESNET152_REMOVED),
-}
-"""The families of the paper's Fig. 9 (CIFAR-10): parent -> its variants."""
-
-PAPER_FIG10: dict[str, tuple[str, ...]] = {"vgg11": ("vgg11_1", "vgg11_2", "vgg11_3")}
-"""The family of the paper's Fig. 10 (CIFAR-10 and CIFAR-100)."""
-
-PAPER_FIG10_POINTS: dict[str, tuple[tuple[float, float], ...]] = {
-    "cifar10": ((0.01, 0.01), (0.16, 0.57)),
-    "cifar100": ((0.08, 0.37), (0.26, 2.11)),
-}
-"""(Delta-Q, accuracy drop in %) pairs quoted from the paper's text on Fig. 10, per data set."""
-
-PAPER_TABLE1: tuple[dict[str, Any], ...] = (
-    {"method": "modularity-guided layer pruning (the paper)", "accuracy (%)": 93.38,
-     "parameters reduction (%)": 43.00, "FLOPs reduction (%)": 60.30},
-    {"method": "Chen & Zhao 2018", "accuracy (%)": 93.29,
-     "parameters reduction (%)": 42.30, "FLOPs reduction (%)": 34.80},
-    {"method": "DBP-0.5", "accuracy (%)": 93.39,
-     "parameters reduction (%)": None, "FLOPs reduction (%)": 53.41},
-)
-"""Rows of the paper's Table 1 (ResNet56 on CIFAR-10), quoted; DBP-0.5 has no parameter count there."""
-
-PAPER_TABLE1_MODEL = ("resnet56", "cifar10")
-"""The architecture and data set of the paper's Table 1."""
 
 AUTHORS_TABLE1_ARCHS: dict[str, str] = {ds: f"resnet56_authors_{ds}" for ds in AUTHORS_RESNET56_DEPTHS}
 """The pruned ResNet56 architectures the authors released, per data set (registered models)."""
 
-AUTHORS_THRESHOLD = 0.03
-"""The threshold on the rise of Q that the authors' released pruning code states."""
-
-ACCURACY_MARGIN = 1.0
-"""Largest accuracy drop (percentage points) from the parent that counts as "accuracy is kept"; gains
-always count as kept (the paper's point is that removing the layers costs little accuracy)."""
 
 _PROBE_WIDTH = 1 / 64
 """Width of the throw-away models that check a variant's layers against its parent's (one channel per 64)."""
@@ -125,8 +86,8 @@ class PruneSettings:
 
     Parents train with ``recipe`` over ``epochs`` (``None``: the recipe's);
     variants and pruned models are fine-tuned from their trained parent with
-    the same recipe stretched to ``finetune_epochs``. Curves use ``n``, ``k``,
-    ``repeats``, ``seed``, ``similarity`` and ``tap``; ``threshold`` is the
+    the same recipe stretched to ``finetune_epochs``, all with training seed
+    ``seed``. Curves are measured with ``curve``; ``threshold`` is the
     rise in Q below which :func:`modgraph.prune.redundant_layers` calls a layer
     redundant.
     """
@@ -136,30 +97,20 @@ class PruneSettings:
     epochs: int | None = None
     width: float = 1.0
     seed: int = 0
-    n: int = 500
-    k: int = 3
-    repeats: int = 5
-    similarity: str = "cosine"
-    tap: str = "block"
-    threshold: float = 0.01
+    curve: CurveSettings = CurveSettings()
+    threshold: float = PLATEAU_RISE
 
     def __post_init__(self) -> None:
-        from modgraph.graph import SIMILARITIES
-        from modgraph.models import TAPS
         from modgraph.train import get_recipe
 
         get_recipe(self.recipe)
-        SIMILARITIES.get(self.similarity)
-        TAPS.get(self.tap)
+        if not isinstance(self.curve, CurveSettings):
+            raise ValueError(f"curve must be a CurveSettings, got {type(self.curve).__name__}")
         _positive_int(self.finetune_epochs, "finetune_epochs")
         if self.epochs is not None:
             _positive_int(self.epochs, "epochs")
-        for name in ("n", "k", "repeats"):
-            _positive_int(getattr(self, name), name)
         if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not self.width > 0:
             raise ValueError(f"width must be a number > 0, got {self.width!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
         threshold = self.threshold
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
             raise ValueError(f"threshold must be a finite number, got {threshold!r}")
@@ -180,12 +131,11 @@ class PruneSettings:
         return ModelSpec(variant, parent.dataset, recipe=self.recipe, epochs=self.finetune_epochs, seed=self.seed,
                          width=parent.width, parent=parent, init="transfer")
 
-    def curve(self, spec: "ModelSpec", *, device: str | None = None, progress: bool = True) -> "Curve":
-        """The cached test-split curve of the stored model ``spec`` (trained on first use)."""
-        from modgraph import report
+    def curve_of(self, spec: "ModelSpec", *, device: str | None = None, progress: bool = True) -> "Curve":
+        """The cached test-split curve (:attr:`curve`) of the stored model ``spec`` (trained on first use)."""
+        from modgraph import cache
 
-        return report.cached_curve(spec, n=self.n, k=self.k, repeats=self.repeats, seed=self.seed,
-                                   similarity=self.similarity, tap=self.tap, device=device, progress=progress)
+        return cache.cached_curve(spec, self.curve, device=device, progress=progress)
 
 
 def removed_layers(parent: str, variant: str) -> tuple[str, ...]:
@@ -343,7 +293,7 @@ def family_study(parent: str, variants: Sequence[str], dataset: str, settings: P
     """Train (or load) ``parent`` on ``dataset``, fine-tune each variant from it, and measure every curve."""
     specs = family_specs(parent, variants, dataset, settings)
     parent_spec = specs[parent.lower()]
-    curves = {name: settings.curve(spec, device=device, progress=progress)
+    curves = {name: settings.curve_of(spec, device=device, progress=progress)
               for name, spec in tqdm(specs.items(), desc=f"{parent} family", disable=not progress)}
     removed = {name: removed_layers(parent_spec.arch, name) for name in specs if name != parent_spec.arch}
     return FamilyStudy(parent_spec.arch, parent_spec.dataset, curves, removed, float(settings.threshold))
@@ -403,7 +353,7 @@ def variant_studies(families: Mapping[str, Sequence[str]], datasets: Sequence[st
     """:func:`family_study` of every ``parent -> variants`` entry of ``families`` on every data set.
 
     A data set whose files are absent is recorded in ``missing`` with the
-    loader's message. ``paper`` (e.g. :data:`PAPER_FIG9`) lists the paper's
+    loader's message. ``paper`` (e.g. :data:`modgraph.paper.PAPER_FIG9`) lists the paper's
     families: their models not requested here are recorded in ``omitted``.
     """
     from modgraph.data import DatasetNotFoundError, load_dataset
@@ -578,25 +528,25 @@ def prune_by_curve(parent: "ModelSpec", settings: PruneSettings, *, device: str 
     removed, the pruned model is fine-tuned from the parent through the store
     (``settings.finetune_epochs``), and thop counts both models for one image.
     """
-    from modgraph import report
+    from modgraph import cache
     from modgraph.data import load_dataset
     from modgraph.prune import complexity
     from modgraph.store import get_model
 
     stored = get_model(parent, device=device, progress=progress)
     model = stored.model
-    curve = settings.curve(parent, device=device, progress=progress)
+    curve = settings.curve_of(parent, device=device, progress=progress)
     verdicts, removed, refused = _curve_removal(model, curve, settings)
     test = load_dataset(parent.dataset, "test", progress=progress)
     size = (1, 3, *test.image_size)
     before = complexity(model, size)
     if removed:
         pruned = get_model(pruned_spec(parent, removed, settings), device=device, progress=progress)
-        after, pruned_accuracy = complexity(pruned.model, size), report.accuracy_percent(pruned.metrics)
+        after, pruned_accuracy = complexity(pruned.model, size), cache.accuracy_percent(pruned.metrics)
     else:
         after, pruned_accuracy = before, None
     return PruneResult(parent.arch, parent.dataset, float(settings.threshold), curve, tuple(verdicts), removed,
-                       refused, report.accuracy_percent(stored.metrics), pruned_accuracy, before, after,
+                       refused, cache.accuracy_percent(stored.metrics), pruned_accuracy, before, after,
                        authors_complexity(parent.dataset, test.num_classes, size))
 
 
@@ -606,9 +556,9 @@ def _curve_removal(model: Any, curve: "Curve", settings: PruneSettings
     from modgraph.features import layer_names
     from modgraph.prune import prunable_layers, redundant_layers, select_removable
 
-    verdicts = redundant_layers(curve, settings.threshold, prunable=prunable_layers(model, settings.tap))
+    verdicts = redundant_layers(curve, settings.threshold, prunable=prunable_layers(model, settings.curve.tap))
     kept, refused = select_removable(model, verdicts)
-    block = dict(zip(layer_names(model, settings.tap), layer_names(model, "block")))
+    block = dict(zip(layer_names(model, settings.curve.tap), layer_names(model, "block")))
     return verdicts, tuple(block[v.layer] for v in kept), refused
 
 
@@ -621,7 +571,7 @@ def curve_pruned_spec(parent: "ModelSpec", settings: PruneSettings, *, device: s
     from modgraph.store import get_model
 
     model = get_model(parent, device=device, progress=progress).model
-    _, removed, _ = _curve_removal(model, settings.curve(parent, device=device, progress=progress), settings)
+    _, removed, _ = _curve_removal(model, settings.curve_of(parent, device=device, progress=progress), settings)
     return pruned_spec(parent, removed, settings) if removed else None
 
 

@@ -22,15 +22,14 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from modgraph.claims import Claim, check
-from modgraph.curve import Curve
+from modgraph.curve import Curve, CurveSettings
+from modgraph.paper import DEEP_CORRELATION, SHALLOW_RANGE_RATIO
 from modgraph.registry import Registry
 
 if TYPE_CHECKING:
     from modgraph.store import ModelSpec, StoredModel
 
 __all__ = [
-    "SHALLOW_RANGE_RATIO",
-    "DEEP_CORRELATION",
     "CORRELATIONS",
     "shallow_q",
     "deep_q",
@@ -41,13 +40,6 @@ __all__ = [
     "training_dynamics",
 ]
 
-SHALLOW_RANGE_RATIO = 0.25
-"""(range over epochs of the first layers' Q) / (that of the last layers') below which the shallow
-layers count as "nearly constant" during training."""
-
-DEEP_CORRELATION = 0.8
-"""Pearson r across epochs between the last layers' Q and test accuracy above which the deep
-layers' modularity "rises with accuracy"."""
 
 CORRELATIONS: Registry[Callable[[np.ndarray, np.ndarray], float]] = Registry("correlation")
 CORRELATIONS.register("pearson", lambda a, b: float(stats.pearsonr(a, b).statistic))
@@ -196,17 +188,16 @@ def _epoch_accuracy(stored: "StoredModel", epoch: int, model: Any) -> float:
     return round(100.0 * float(record[0]["test_acc"]), 2)
 
 
-def _snapshot_curve(spec: "ModelSpec", epoch: int, load: Callable[[], "StoredModel"], *, n: int, k: int,
-                    repeats: int, seed: int, similarity: str, tap: str, device: str | None,
-                    progress: bool) -> Curve:
-    from modgraph import report
+def _snapshot_curve(spec: "ModelSpec", epoch: int, load: Callable[[], "StoredModel"], settings: CurveSettings, *,
+                    device: str | None, progress: bool) -> Curve:
+    from modgraph import cache
     from modgraph.curve import modularity_curve
     from modgraph.data import load_dataset
 
     if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
         raise ValueError(f"epoch must be an int >= 0 (0 = initialisation), got {epoch!r}")
     config = {"spec": spec.canonical(), "epoch": int(epoch), "dataset": spec.dataset, "split": "test",
-              "n": n, "k": k, "repeats": repeats, "seed": seed, "similarity": similarity, "tap": tap}
+              **settings.to_dict()}
 
     def compute() -> dict:
         stored = load()
@@ -214,26 +205,21 @@ def _snapshot_curve(spec: "ModelSpec", epoch: int, load: Callable[[], "StoredMod
         images, labels = load_dataset(spec.dataset, "test", progress=progress).tensors()
         meta = {"model": spec.arch, "dataset": spec.dataset, "split": "test", "epoch": int(epoch),
                 "test_accuracy": _epoch_accuracy(stored, int(epoch), model)}
-        return modularity_curve(model, images, labels, n=n, k=k, repeats=repeats, seed=seed, similarity=similarity,
-                                tap=tap, device=device, meta=meta, progress=progress).to_dict()
+        return modularity_curve(model, images, labels, settings, device=device, meta=meta,
+                                progress=progress).to_dict()
 
-    return Curve.from_dict(report.cached("snapshot-curves", config, compute, code=report.CURVE_CODE))
+    return Curve.from_dict(cache.cached("snapshot-curves", config, compute, code=cache.CURVE_CODE))
 
 
 def snapshot_curve(
     spec: "ModelSpec",
     epoch: int,
+    settings: CurveSettings = CurveSettings(),
     *,
-    n: int = 500,
-    k: int = 3,
-    repeats: int = 5,
-    seed: int = 0,
-    similarity: str = "cosine",
-    tap: str = "block",
     device: str | None = None,
     progress: bool = True,
 ) -> Curve:
-    """The modularity curve of ``spec``'s model after ``epoch`` epochs on its test split, cached.
+    """The modularity curve (``settings``) of ``spec``'s model after ``epoch`` epochs on its test split, cached.
 
     ``meta["test_accuracy"]`` is that epoch's test accuracy (%). The model is
     trained by the store on first use; an epoch without a saved snapshot
@@ -241,20 +227,14 @@ def snapshot_curve(
     """
     from modgraph.store import get_model
 
-    return _snapshot_curve(spec, epoch, lambda: get_model(spec, device=device, progress=progress), n=n, k=k,
-                           repeats=repeats, seed=seed, similarity=similarity, tap=tap, device=device,
-                           progress=progress)
+    return _snapshot_curve(spec, epoch, lambda: get_model(spec, device=device, progress=progress), settings,
+                           device=device, progress=progress)
 
 
 def training_dynamics(
     spec: "ModelSpec",
+    settings: CurveSettings = CurveSettings(),
     *,
-    n: int = 500,
-    k: int = 3,
-    repeats: int = 5,
-    seed: int = 0,
-    similarity: str = "cosine",
-    tap: str = "block",
     device: str | None = None,
     progress: bool = True,
 ) -> TrainingDynamics:
@@ -272,7 +252,6 @@ def training_dynamics(
             loaded.append(get_model(spec, device=device, progress=progress))
         return loaded[0]
 
-    curves = tuple(_snapshot_curve(spec, e, load, n=n, k=k, repeats=repeats, seed=seed, similarity=similarity,
-                                   tap=tap, device=device, progress=progress)
+    curves = tuple(_snapshot_curve(spec, e, load, settings, device=device, progress=progress)
                    for e in tqdm(epochs, desc=f"{spec.arch} snapshots", disable=not progress))
     return TrainingDynamics(spec.arch, epochs, curves, tuple(c.meta["test_accuracy"] for c in curves))

@@ -1,0 +1,405 @@
+"""The compute cache: expensive results stored as JSON, keyed by their configuration and code.
+
+Results are cached under ``data/cache/<kind>/`` keyed by their configuration
+and by a hash of the source code that computes them (:func:`cached`), so
+re-executing a notebook after a plotting change takes seconds while a change
+to the maths recomputes. On top of it: curves of stored models
+(:func:`cached_curve`), their gathering into a :class:`CurveStudy`
+(:func:`model_curves`, :func:`pretrained_curves`, noting what could not be
+measured: absent data sets or weights) and t-SNE embeddings
+(:func:`cached_embeddings`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import re
+import warnings
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from modgraph import paths, provenance, site
+from modgraph.claims import Claim
+from modgraph.curve import Curve, CurveSettings
+
+if TYPE_CHECKING:
+    from modgraph.store import ModelSpec
+
+__all__ = [
+    "jsonable",
+    "source_hash",
+    "cached",
+    "CURVE_CODE",
+    "TSNE_CODE",
+    "cached_curve",
+    "accuracy_percent",
+    "CurveStudy",
+    "check_snapshots",
+    "trained_specs",
+    "model_curves",
+    "pretrained_curves",
+    "Embeddings",
+    "cached_embeddings",
+]
+
+_KIND = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def jsonable(value: Any, what: str) -> Any:
+    """``value`` round-tripped through JSON (NaN -> None); ``ValueError`` naming ``what`` if it cannot be."""
+    try:
+        text = json.dumps(value, default=provenance._jsonable, allow_nan=True)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} is not JSON serialisable: {err}") from None
+    return json.loads(text, parse_constant=lambda _: None)
+
+
+def source_hash(modules: Sequence[str]) -> str:
+    """SHA-256 (16 hex digits) of the source of the named modules (a package: all its ``.py`` files)."""
+    digest = hashlib.sha256()
+    for name in sorted(set(modules)):
+        module = importlib.import_module(name)
+        origin = Path(module.__file__)
+        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        for path in files:
+            digest.update(path.relative_to(origin.parent).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _config_json(config: Mapping[str, Any]) -> dict:
+    plain = {k: (asdict(v) if is_dataclass(v) and not isinstance(v, type) else v) for k, v in config.items()}
+    return jsonable(plain, "cache config")
+
+
+
+def cached(kind: str, config: Mapping[str, Any], compute: Callable[[], Any], *, code: Sequence[str] = ()) -> Any:
+    """Load or compute-and-save a JSON-serialisable result.
+
+    The cache file is ``data/cache/<kind>/<key>.json`` where ``key`` hashes
+    ``config`` (dataclasses become dicts) and :func:`source_hash` of the
+    ``code`` modules, so editing that code invalidates the entry. The file
+    stores config, code version and value beside each other; an entry that
+    cannot be read back with the config and code hash it is filed under
+    (truncated, edited) is recomputed with a warning naming its path.
+    """
+    if not isinstance(kind, str) or not _KIND.match(kind):
+        raise ValueError(f"cache kind must be a plain name like 'curves', got {kind!r}")
+    plain = _config_json(config)
+    code_key = source_hash(code) if code else ""
+    key = hashlib.sha256(json.dumps({"config": plain, "code": code_key}, sort_keys=True).encode()).hexdigest()[:20]
+    path = paths.cache_dir() / kind / f"{key}.json"
+    if path.is_file():
+        try:
+            entry = json.loads(path.read_text())
+            if entry["config"] == plain and entry["code_hash"] == code_key:
+                return entry["value"]
+            problem = "its config or code hash is not the one it is filed under"
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+            problem = f"{type(err).__name__}: {err}"
+        warnings.warn(f"cache entry {path} is unreadable or corrupted ({problem}); recomputing it", stacklevel=2)
+    value = jsonable(compute(), f"cached {kind} value")
+    provenance.atomic_write_json(path, {
+        "kind": kind,
+        "config": plain,
+        "code": list(code),
+        "code_hash": code_key,
+        "code_version": provenance.code_version(),
+        "value": value,
+    })
+    return value
+
+
+CURVE_CODE = ("modgraph.curve", "modgraph.graph", "modgraph.features", "modgraph.data", "modgraph.models")
+"""Modules whose source determines a modularity curve of a stored model (cache key of :func:`cached_curve`)."""
+
+TSNE_CODE = ("modgraph.features", "modgraph.data", "modgraph.models", "modgraph.embeddings")
+"""Modules whose source determines the t-SNE embeddings of :func:`cached_embeddings`."""
+
+
+def cached_curve(
+    spec: "ModelSpec",
+    settings: CurveSettings = CurveSettings(),
+    *,
+    dataset: str | None = None,
+    split: str = "test",
+    device: str | None = None,
+    progress: bool = True,
+) -> Curve:
+    """The modularity curve of the stored model ``spec`` on ``dataset`` (default: its training set), cached.
+
+    Loads the curve from ``data/cache/curves/`` or trains/loads the model
+    (:func:`modgraph.store.get_model`), computes the curve with ``settings``
+    on ``split`` and saves it. ``meta`` holds the model's ``test_accuracy`` (%)
+    and its spec.
+    """
+    from modgraph.curve import modularity_curve
+    from modgraph.data import load_dataset
+    from modgraph.store import get_model
+
+    dataset = dataset or spec.dataset
+    config = {"model": spec.canonical(), "dataset": dataset, "split": split, **settings.to_dict()}
+
+    def compute() -> dict:
+        stored = get_model(spec, device=device, progress=progress)
+        images, labels = load_dataset(dataset, split, progress=progress).tensors()
+        meta = {"model": spec.arch, "dataset": dataset, "split": split, "spec": spec.canonical(),
+                "test_accuracy": accuracy_percent(stored.metrics)}
+        return modularity_curve(stored.model, images, labels, settings, device=device, meta=meta,
+                                progress=progress).to_dict()
+
+    return Curve.from_dict(cached("curves", config, compute, code=CURVE_CODE))
+
+
+def accuracy_percent(metrics: Mapping[str, Any]) -> float | None:
+    """Final test accuracy (%) from a stored model's training metrics; ``None`` when not recorded."""
+    value = metrics.get("final_test_acc")
+    return None if value is None else round(100.0 * float(value), 2)
+
+
+@dataclass(frozen=True)
+class CurveStudy:
+    """Modularity curves of several models per data set, and what could not be measured.
+
+    ``datasets``: the requested data sets in order; ``curves``: data set ->
+    model -> Curve; ``missing``: data set -> why it has no curves; ``skipped``:
+    model -> why it was left out. Shows as a Markdown note.
+    """
+
+    datasets: tuple[str, ...]
+    curves: dict[str, dict[str, "Curve"]]
+    missing: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def _repr_markdown_(self) -> str:
+        lines = [f"- **{ds}**: measured {', '.join(self.curves[ds])}" for ds in self.datasets if self.curves.get(ds)]
+        notes = [site.admonition(f"{ds}: not measured", why) for ds, why in self.missing.items()]
+        notes += [site.admonition(f"{model}: left out", why) for model, why in self.skipped.items()]
+        return "\n\n".join(filter(None, ["\n".join(lines), *notes])) or "Nothing was requested."
+
+    def panels(self) -> dict[str, Mapping[str, "Curve"] | str]:
+        """Data set -> its curves, or why it has none (for :func:`modgraph.plots.curves.curve_grid`)."""
+        return {ds: self.curves.get(ds) or self.missing.get(ds, "no curves were measured") for ds in self.datasets}
+
+    def claims(self, *, source: str) -> list[Claim]:
+        """:func:`modgraph.claims.curve_claims` per requested data set; an unmeasured one says why."""
+        from modgraph.claims import curve_claims
+
+        return [claim for ds in self.datasets
+                for claim in curve_claims(self.curves.get(ds, {}), scope=ds, source=source,
+                                          reason=self.missing.get(ds, ""))]
+
+    def accuracy_table(self) -> pd.DataFrame:
+        """Test accuracy (%) of every measured model beside the paper's Table B2 (quoted), all of it.
+
+        One row per (data set, model) that was measured or that Table B2
+        lists: ours is NaN where this run did not measure it, the paper's is
+        NaN where Table B2 has no entry (a model that is not one of its nine).
+        """
+        from modgraph.paper import PAPER_TABLE_B2, quoted_accuracy
+
+        rows = []
+        for ds in dict.fromkeys([*self.curves, *PAPER_TABLE_B2]):
+            measured = self.curves.get(ds, {})
+            for model in dict.fromkeys([*PAPER_TABLE_B2.get(ds, {}), *measured]):
+                curve, quoted = measured.get(model), quoted_accuracy(ds, model)
+                rows.append({"data set": ds, "model": model,
+                             "layers": len(curve.layers) if curve is not None else None,
+                             "test accuracy (ours, %)": curve.meta.get("test_accuracy") if curve else float("nan"),
+                             "paper (%)": float("nan") if quoted is None else quoted,
+                             "paper source": "Table B2 (quoted)" if quoted is not None else ""})
+        columns = ["data set", "model", "layers", "test accuracy (ours, %)", "paper (%)", "paper source"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: curves as dicts, and the missing notes."""
+        return {"datasets": list(self.datasets),
+                "curves": {ds: {m: c.to_dict() for m, c in curves.items()} for ds, curves in self.curves.items()},
+                "missing": dict(self.missing), "skipped": dict(self.skipped)}
+
+
+def check_snapshots(snapshots: Mapping[str, int], *, recipe: str, epochs: int | None = None) -> dict[str, int]:
+    """``snapshots`` (arch -> last snapshot epoch) as a dict, checked: known model names, ints in ``0..E``.
+
+    ``E`` is the number of epochs of ``recipe`` stretched to ``epochs``; the
+    book checks notebook parameters with it before running anything.
+    """
+    from modgraph.models import MODELS
+    from modgraph.train import get_recipe
+
+    if not isinstance(snapshots, Mapping):
+        raise ValueError(f"snapshots must map architecture -> last snapshot epoch, got {snapshots!r}")
+    base = get_recipe(recipe)
+    total = base.epochs if epochs is None else base.with_epochs(epochs).epochs
+    for arch, last in snapshots.items():
+        MODELS.get(arch)
+        if isinstance(last, bool) or not isinstance(last, int) or not 0 <= last <= total:
+            raise ValueError(f"snapshots[{arch!r}] must be the last snapshot epoch, an int in 0..{total} (recipe "
+                             f"{recipe!r} trains {total} epochs), got {last!r}")
+    return dict(snapshots)
+
+
+def trained_specs(archs: Sequence[str], dataset: str, *, recipe: str, width: float = 1.0, epochs: int | None = None,
+                  seed: int = 0, snapshots: Mapping[str, int] | None = None) -> list["ModelSpec"]:
+    """The store specs of ``archs`` trained on ``dataset``, as the studies request them (:mod:`modgraph.plan`).
+
+    ``snapshots``: arch -> last snapshot epoch ``E`` kept (epochs ``0..E``); unchecked here.
+    """
+    from modgraph.store import ModelSpec
+
+    return [ModelSpec(arch, dataset, recipe=recipe, epochs=epochs, seed=seed, width=width,
+                      snapshot_epochs=range((snapshots or {}).get(arch, -1) + 1)) for arch in archs]
+
+
+def model_curves(
+    archs: Sequence[str],
+    datasets: Sequence[str],
+    settings: CurveSettings = CurveSettings(),
+    *,
+    recipe: str,
+    width: float = 1.0,
+    epochs: int | None = None,
+    seed: int = 0,
+    snapshots: Mapping[str, int] | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> CurveStudy:
+    """Cached curves (:func:`cached_curve` with ``settings``) of every ``arch`` trained by the store (training
+    seed ``seed``) on every data set.
+
+    ``snapshots``: arch -> last epoch ``E``; when the store trains that model
+    here it keeps the snapshots of epochs ``0..E`` as well, so that a later
+    request for them (Fig. 6(b)) reuses this run instead of training again.
+    Entries for models not in ``archs`` are unused (a profile's list may serve
+    a run restricted to fewer models); they are checked all the same
+    (:func:`check_snapshots`).
+    A data set whose files are absent is skipped with the loader's message in
+    :attr:`CurveStudy.missing`; any other error propagates.
+    """
+    from modgraph.data import DatasetNotFoundError, load_dataset
+
+    snapshots = check_snapshots(snapshots or {}, recipe=recipe, epochs=epochs)
+    curves: dict[str, dict[str, Curve]] = {}
+    missing: dict[str, str] = {}
+    jobs = [(ds, spec) for ds in datasets for spec in trained_specs(archs, ds, recipe=recipe, width=width,
+                                                                    epochs=epochs, seed=seed, snapshots=snapshots)]
+    for ds, spec in tqdm(jobs, desc="curves", disable=not progress):
+        if ds in missing:
+            continue
+        try:
+            load_dataset(ds, "test", progress=progress)
+        except DatasetNotFoundError as err:
+            missing[ds] = str(err)
+            continue
+        arch = spec.arch
+        curves.setdefault(ds, {})[arch] = cached_curve(spec, settings, device=device, progress=progress)
+    return CurveStudy(tuple(datasets), curves, missing)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pretrained_curves(
+    archs: Sequence[str],
+    dataset: str,
+    settings: CurveSettings = CurveSettings(),
+    *,
+    weights_dir: str = "weights",
+    device: str | None = None,
+    progress: bool = True,
+) -> CurveStudy:
+    """Cached curves (``settings``) of pretrained models ``archs`` (e.g. ``tv_resnet18``) on ``dataset``.
+
+    Weights are the state-dict files ``data/<weights_dir>/<arch>.pth``
+    (nothing is downloaded). An absent data set or weights file is skipped
+    and explained in :attr:`CurveStudy.missing`.
+    """
+    from modgraph.curve import modularity_curve
+    from modgraph.data import DatasetNotFoundError, load_dataset
+    from modgraph.models import create_model
+
+    if not archs:
+        return CurveStudy((dataset,), {}, {dataset: "no models were requested in this profile"})
+    try:
+        data = load_dataset(dataset, "test", progress=progress)
+    except DatasetNotFoundError as err:
+        return CurveStudy((dataset,), {}, {dataset: str(err)})
+    curves: dict[str, Curve] = {}
+    skipped: dict[str, str] = {}
+    for arch in tqdm(archs, desc="pretrained curves", disable=not progress):
+        weights = paths.data_dir() / weights_dir / f"{arch}.pth"
+        if not weights.is_file():
+            skipped[arch] = (f"no weights file {paths.relative(weights)}: save the torchvision state dict of "
+                             f"{arch} there to include it")
+            continue
+        config = {"arch": arch, "weights_sha256": _file_sha256(weights), "dataset": dataset, "split": "test",
+                  **settings.to_dict()}
+
+        def compute(arch: str = arch, weights: Path = weights) -> dict:
+            model = create_model(arch, weights=str(weights), mean=data.mean, std=data.std)
+            images, labels = data.tensors()
+            return modularity_curve(model, images, labels, settings, device=device,
+                                    meta={"model": arch, "dataset": dataset, "split": "test"},
+                                    progress=progress).to_dict()
+
+        curves[arch] = Curve.from_dict(cached("curves", config, compute, code=CURVE_CODE))
+    missing = {} if curves else {dataset: "no model weights were found (see below)"}
+    return CurveStudy((dataset,), {dataset: curves} if curves else {}, missing, skipped)
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """2-D t-SNE embeddings per layer (layer -> (N, 2)) of samples with ``labels`` (N,) of ``classes``."""
+
+    layers: dict[str, np.ndarray]
+    labels: np.ndarray
+    classes: tuple[str, ...]
+
+
+def cached_embeddings(
+    spec: "ModelSpec",
+    settings: CurveSettings = CurveSettings(),
+    *,
+    perplexity: float = 30.0,
+    device: str | None = None,
+    progress: bool = True,
+) -> Embeddings:
+    """t-SNE per layer (at ``settings.tap``) of ``settings.n`` test samples of ``spec.dataset`` through the
+    stored model, cached.
+
+    The samples are the first of the disjoint sets the curve with ``settings``
+    uses (:func:`modgraph.data.sample_indices` with one repeat); the t-SNE is
+    seeded with ``settings.seed``.
+    """
+    from modgraph.data import load_dataset, sample_indices
+    from modgraph.embeddings import layer_embeddings
+    from modgraph.store import get_model
+
+    data = load_dataset(spec.dataset, "test", progress=progress)
+    n, seed, tap = settings.n, settings.seed, settings.tap
+    index = sample_indices(len(data), n, 1, seed)[0]
+    config = {"model": spec.canonical(), "dataset": spec.dataset, "n": n, "seed": seed, "tap": tap,
+              "perplexity": float(perplexity)}
+
+    def compute() -> dict:
+        model = get_model(spec, device=device, progress=progress).model
+        images, _ = data.subset(index).tensors()
+        emb = layer_embeddings(model, images, tap=tap, seed=seed, perplexity=perplexity, device=device,
+                               progress=progress)
+        return {name: e.tolist() for name, e in emb.items()}
+
+    value = cached("tsne", config, compute, code=TSNE_CODE)
+    return Embeddings({name: np.asarray(e, dtype=np.float32) for name, e in value.items()},
+                      data.labels[index], data.classes)
