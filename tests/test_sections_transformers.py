@@ -5,7 +5,7 @@ import pytest
 
 from modgraph.claims import depth_spearman, last_layer_gap
 from modgraph.curve import Curve
-from modgraph.report import CurveStudy
+from modgraph.cache import CurveStudy
 from modgraph.sections import transformers
 from modgraph.sections.training import TrainingDynamics
 

@@ -3,7 +3,7 @@
 The chapter measures a ViT with the paper's own tools: its curve beside
 CNNs' on the same samples, its modularity over the epochs of training
 (:func:`modgraph.sections.training.training_dynamics`) and torchvision's
-ImageNet ViT (:func:`modgraph.report.pretrained_curves`). This module joins
+ImageNet ViT (:func:`modgraph.cache.pretrained_curves`). This module joins
 the studies and states the claims, which are the paper's CNN claims asked of
 a transformer: whatever the verdict, it is a finding about ViTs.
 """
@@ -15,7 +15,7 @@ from typing import Sequence
 import pandas as pd
 
 from modgraph.claims import Claim, last_layer_highest, rises_with_depth
-from modgraph.report import CurveStudy
+from modgraph.cache import CurveStudy
 from modgraph.sections.training import TrainingDynamics
 
 __all__ = ["joined", "accuracy_frame", "transformer_claims"]
