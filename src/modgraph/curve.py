@@ -264,16 +264,16 @@ def modularity_sweep(
     union = np.unique(np.concatenate([idx for sets in sets_by_n.values() for idx in sets]))
     local = {n: [np.searchsorted(union, idx) for idx in sets] for n, sets in sets_by_n.items()}
     device = resolve_device(device)
+    reading = {"layer_selection": None if layers is None else list(layers),
+               "tokens": default_tokens(model) if tokens is None else tokens, "output_key": output_key}
+    if tokens is None and reading["tokens"] == "flatten":
+        reading["tokens"] = None
     n_layers = len(select_layers(model, layers, tap))
     stream = iter_layer_features(model, images[torch.from_numpy(union)], tap=tap, layers=layers, tokens=tokens,
                                  output_key=output_key, batch_size=batch_size, device=device, max_bytes=max_bytes,
                                  progress=progress)
     layers, values, seconds = _sweep_layers(stream, labels[union], local, ks, similarities, n_layers, progress)
     wall = time.perf_counter() - start
-    reading = {"layer_selection": None if layers is None else list(layers),
-               "tokens": default_tokens(model) if tokens is None else tokens, "output_key": output_key}
-    if tokens is None and reading["tokens"] == "flatten":
-        reading["tokens"] = None
     common = {
         "model": type(model).__name__, **caller, **{key: value for key, value in reading.items() if value is not None}, "repeats": repeats, "seed": seed, "tap": tap, "device": str(device),
         "code_version": provenance.code_version(), "hardware": provenance.hardware(), "wall_time_s": wall,
