@@ -59,8 +59,8 @@ def test_torchvision_family_defaults():
 
 
 def test_vit_blocks_read_the_class_token_at_224():
-    vit = torchvision.models.get_model("vit_b_16", weights=None, num_layers=2, num_heads=2, hidden_dim=8,
-                                       mlp_dim=8)
+    vit = torchvision.models.VisionTransformer(image_size=224, patch_size=16, num_layers=2, num_heads=2,
+                                               hidden_dim=8, mlp_dim=8)
     images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     features = dict(iter_layer_features(PixelInput(vit, image_size=224), images, device="cpu"))
     assert list(features) == ["encoder.layers.encoder_layer_0", "encoder.layers.encoder_layer_1"]
