@@ -188,3 +188,35 @@ def test_store_folder_is_a_checkpoint_and_its_record_is_checked(checkpoint, digi
                folder / "model.pt")
     assert _main(argv, monkeypatch) == 2
     assert "trained with dataset 'cifar10', not 'digits'" in capsys.readouterr().err
+
+
+def test_user_factory_through_the_cli(digits, home, tmp_path, monkeypatch, capsys):
+    (tmp_path / "mynets.py").write_text(
+        "import torch.nn as nn\n"
+        "def tiny(num_classes):\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(num_classes))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "factory.json"
+    argv = ["curve", "--model", "mynets:tiny", "--dataset", "digits", "--layers", "1,3", "-n", "40", "--repeats", "2",
+            "--device", "cpu", "--quiet", "--out", str(out)]
+    assert _main(argv, monkeypatch) == 0
+    printed = capsys.readouterr().out
+    assert "WARNING: mynets:tiny has random initial weights" in printed
+    curve = Curve.from_json(out)
+    assert curve.layers == ("1", "3") and curve.meta["source"] == "mynets:tiny" and curve.meta["weights"] == "none"
+    assert curve.meta["layer_selection"] == ["1", "3"] and curve.meta["normalize"] == "none"
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--model", "resnet18"], "bad model source 'resnet18'"),
+    (["--model", "nosuchpkg.mod:make"], "cannot import module 'nosuchpkg.mod'"),
+    (["--model", "torchvision:resnet9"], "torchvision has no model 'resnet9'"),
+    (["--model", "torchvision:resnet18", "--weights", "/nonexistent.pt"], "does not exist"),
+    (["--model", "torchvision:resnet18", "--width", "0.5"], "--width describe a modgraph model"),
+    (["--arch", ARCH, "--layers", "stage9.*"], "'stage9.\\*' matches no module of VGG"),
+    (["--arch", ARCH, "--weights", "x.pt"], "--weights apply to --model"),
+])
+def test_bad_model_sources_exit_2(extra, message, home, monkeypatch, capsys):
+    argv = ["curve", "--dataset", "digits", "-n", "40", "--device", "cpu", "--quiet", *extra]
+    assert _main(argv, monkeypatch) == 2
+    assert message.replace("\\", "") in capsys.readouterr().err

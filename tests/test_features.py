@@ -153,7 +153,7 @@ def test_layer_subset_in_depth_order():
     assert list(got) == [names[1], names[5]]
     full = dict(iter_layer_features(model, images))
     assert all(torch.equal(got[n], full[n]) for n in got)
-    with pytest.raises(ValueError, match=r"unknown layer\(s\) 'layer9.0'; valid choices: stem, layer1.0"):
+    with pytest.raises(ValueError, match=r"layer 'layer9.0' matches no module of ResNet; close matches: layer3.0"):
         iter_layer_features(model, images, layers=["layer9.0"])
     with pytest.raises(ValueError, match="layers is empty"):
         iter_layer_features(model, images, layers=[])

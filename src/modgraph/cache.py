@@ -117,10 +117,12 @@ def cached(kind: str, config: Mapping[str, Any], compute: Callable[[], Any], *, 
     return value
 
 
-CURVE_CODE = ("modgraph.curve", "modgraph.graph", "modgraph.features", "modgraph.data", "modgraph.models")
+CURVE_CODE = ("modgraph.curve", "modgraph.graph", "modgraph.features", "modgraph.selection", "modgraph.readout",
+              "modgraph.data", "modgraph.models")
 """Modules whose source determines a modularity curve of a stored model (cache key of :func:`cached_curve`)."""
 
-TSNE_CODE = ("modgraph.features", "modgraph.data", "modgraph.models", "modgraph.embeddings")
+TSNE_CODE = ("modgraph.features", "modgraph.selection", "modgraph.readout", "modgraph.data", "modgraph.models",
+             "modgraph.embeddings")
 """Modules whose source determines the t-SNE embeddings of :func:`cached_embeddings`."""
 
 

@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 from modgraph import provenance
 from modgraph.data import sample_indices
 from modgraph.devices import resolve_device
-from modgraph.features import iter_layer_features, layer_names
+from modgraph.features import iter_layer_features
+from modgraph.selection import default_tokens, select_layers
 from modgraph.graph import SIMILARITIES, graph_from_neighbours, modularity, nearest_neighbours, warn_if_tied
 from modgraph.models import TAPS
 
@@ -34,7 +35,7 @@ __all__ = ["CurveSettings", "Curve", "curve_from_features", "modularity_curve", 
 
 _RESERVED = (
     "n", "k", "similarity", "repeats", "seed", "tap", "device", "code_version", "hardware",
-    "wall_time_s", "feature_time_s", "graph_time_s",
+    "wall_time_s", "feature_time_s", "graph_time_s", "layer_selection", "tokens", "output_key",
 )
 
 
@@ -242,6 +243,9 @@ def modularity_curve(
     seed: int | None = None,
     similarity: str | None = None,
     tap: str | None = None,
+    layers: Sequence[str] | None = None,
+    tokens: str | None = None,
+    output_key: str | None = None,
     batch_size: int = 256,
     device: str | torch.device | None = None,
     max_bytes: int = 2**31,
@@ -253,12 +257,16 @@ def modularity_curve(
     ``settings`` or the keywords ``n, k, repeats, seed, similarity, tap`` (those
     left out keep :class:`CurveSettings`' defaults). Samples come from
     ``data.sample_indices(N, n, repeats, seed)``; ``labels`` (N,) are the
-    classes. ``meta`` adds caller information (model, dataset, ...).
+    classes. ``layers``, ``tokens`` and ``output_key`` choose and read the
+    layers (:func:`modgraph.features.iter_layer_features`; defaults: the model's
+    own layers, its family's token choice). ``meta`` adds caller information
+    (model, dataset, ...).
     """
     s = CurveSettings.of(settings, n=n, k=k, repeats=repeats, seed=seed, similarity=similarity, tap=tap)
     return modularity_sweep(
         model, images, labels, ns=(s.n,), ks=(s.k,), similarities=(s.similarity,), repeats=s.repeats, seed=s.seed,
-        tap=s.tap, batch_size=batch_size, device=device, max_bytes=max_bytes, meta=meta, progress=progress,
+        tap=s.tap, layers=layers, tokens=tokens, output_key=output_key, batch_size=batch_size, device=device,
+        max_bytes=max_bytes, meta=meta, progress=progress,
     )[0]
 
 
@@ -273,6 +281,9 @@ def modularity_sweep(
     repeats: int = 5,
     seed: int = 0,
     tap: str = "block",
+    layers: Sequence[str] | None = None,
+    tokens: str | None = None,
+    output_key: str | None = None,
     batch_size: int = 256,
     device: str | torch.device | None = None,
     max_bytes: int = 2**31,
@@ -285,7 +296,10 @@ def modularity_sweep(
     same ``n``, ``repeats`` and ``seed``, so every curve equals the one
     ``modularity_curve`` gives; the k-NN lists are computed once for the largest
     ``k`` and cut for the smaller ones. ``meta`` times (``wall_time_s``,
-    ``feature_time_s``, ``graph_time_s``) are those of the whole sweep.
+    ``feature_time_s``, ``graph_time_s``) are those of the whole sweep. ``meta``
+    records ``layer_selection`` when ``layers`` is given, ``tokens`` when it is
+    given or the family's default is not ``"flatten"``, and ``output_key`` when
+    given; with the defaults a modgraph model's meta has none of them.
     """
     start = time.perf_counter()
     ns, ks, similarities = _ints(ns, "ns"), _ints(ks, "ks"), _names(similarities)
@@ -303,13 +317,18 @@ def modularity_sweep(
     union = np.unique(np.concatenate([idx for sets in sets_by_n.values() for idx in sets]))
     local = {n: [np.searchsorted(union, idx) for idx in sets] for n, sets in sets_by_n.items()}
     device = resolve_device(device)
-    n_layers = len(layer_names(model, tap))
-    stream = iter_layer_features(model, images[torch.from_numpy(union)], tap=tap, batch_size=batch_size,
-                                 device=device, max_bytes=max_bytes, progress=progress)
+    reading = {"layer_selection": None if layers is None else list(layers),
+               "tokens": default_tokens(model) if tokens is None else tokens, "output_key": output_key}
+    if tokens is None and reading["tokens"] == "flatten":
+        reading["tokens"] = None
+    n_layers = len(select_layers(model, layers, tap))
+    stream = iter_layer_features(model, images[torch.from_numpy(union)], tap=tap, layers=layers, tokens=tokens,
+                                 output_key=output_key, batch_size=batch_size, device=device, max_bytes=max_bytes,
+                                 progress=progress)
     layers, values, seconds = _sweep_layers(stream, labels[union], local, ks, similarities, n_layers, progress)
     wall = time.perf_counter() - start
     common = {
-        "model": type(model).__name__, **caller, "repeats": repeats, "seed": seed, "tap": tap, "device": str(device),
+        "model": type(model).__name__, **caller, **{key: value for key, value in reading.items() if value is not None}, "repeats": repeats, "seed": seed, "tap": tap, "device": str(device),
         "code_version": provenance.code_version(), "hardware": provenance.hardware(), "wall_time_s": wall,
         "feature_time_s": wall - seconds, "graph_time_s": seconds,
     }

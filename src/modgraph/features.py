@@ -1,8 +1,10 @@
 """Layers of a model and their activations, one flattened ``(N, D)`` matrix per layer.
 
-A model declares its layers with ``model.feature_layers(tap)``: ``(qualified
-module name, module)`` pairs in depth order, whose forward outputs are the
-features. Two tap conventions exist:
+A modgraph model declares its layers with ``model.feature_layers(tap)``:
+``(qualified module name, module)`` pairs in depth order, whose forward outputs
+are the features; any other model's layers are chosen by
+:mod:`modgraph.selection` (names, globs, family defaults) and its outputs read
+by :mod:`modgraph.readout`. Two tap conventions exist:
 
 - ``tap="block"`` (the paper's definition of a layer): the output of each
   Conv-BN-ReLU unit of a VGG (after the ReLU, so non-negative), and the output of
@@ -26,6 +28,7 @@ group's forward pass stops after its deepest layer.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 from numbers import Integral
 from typing import Callable, Iterator, Sequence
@@ -35,32 +38,23 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from modgraph.devices import resolve_device
+from modgraph.readout import TOKENS, readout
+from modgraph.selection import default_tokens, select_layers
+
+_Read = Callable[[object, str], torch.Tensor]
+"""``(layer output, layer name) -> (B, D)`` features: :func:`modgraph.readout.readout` with its settings."""
 
 __all__ = ["layer_modules", "layer_names", "plan_groups", "iter_layer_features", "default_device"]
 
 
 def layer_modules(model: nn.Module, tap: str = "block") -> list[tuple[str, nn.Module]]:
-    """``(qualified name, module)`` of every feature layer of ``model`` in depth order.
+    """``(qualified name, module)`` of every default feature layer of ``model`` in depth order.
 
-    ``ValueError`` when the model declares no feature layers, for an unknown tap,
-    or when a declared name is not the qualified name of its module.
+    Any model :func:`modgraph.selection.select_layers` knows: a model declaring
+    ``feature_layers(tap)`` as declared, a known family by its defaults.
+    ``ValueError`` for an unknown tap, an ill-declared layer or an unknown family.
     """
-    declare = getattr(model, "feature_layers", None)
-    if not callable(declare):
-        raise ValueError(f"{type(model).__name__} does not declare feature layers (no feature_layers(tap) method); "
-                         "build models with modgraph.models.create_model")
-    layers = list(declare(tap))
-    if not layers:
-        raise ValueError(f"{type(model).__name__} declares no feature layers for tap {tap!r}")
-    modules = dict(model.named_modules())
-    names = [name for name, _ in layers]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{type(model).__name__} declares duplicate feature layers: {names}")
-    for name, module in layers:
-        if modules.get(name) is not module:
-            raise ValueError(f"{type(model).__name__} declares layer {name!r}, which is not the qualified name "
-                             "of its module in the model")
-    return layers
+    return select_layers(model, None, tap)
 
 
 def layer_names(model: nn.Module, tap: str = "block") -> list[str]:
@@ -98,6 +92,8 @@ def iter_layer_features(
     *,
     tap: str = "block",
     layers: Sequence[str] | None = None,
+    tokens: str | None = None,
+    output_key: str | None = None,
     batch_size: int = 256,
     device: str | torch.device | None = None,
     max_bytes: int = 2**31,
@@ -105,49 +101,47 @@ def iter_layer_features(
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield ``(layer name, features)`` in depth order; features ``(N, D)`` float32 on ``device``.
 
-    ``images``: float ``(N, 3, H, W)`` in ``[0, 1]``. ``layers`` restricts to a subset
-    of :func:`layer_names` (still yielded in depth order). The model runs on
+    ``images``: float ``(N, 3, H, W)`` in ``[0, 1]``. ``layers``: module names and
+    globs (:func:`modgraph.selection.select_layers`); default the model's
+    :func:`layer_names`. Layers are yielded in the order they first run in a probe
+    forward pass of one image; a selected layer that never runs, or runs twice,
+    is a ``ValueError``. Outputs become ``(N, D)`` rows by
+    :func:`modgraph.readout.readout` with ``tokens`` (default: the family's,
+    :func:`modgraph.selection.default_tokens`) and ``output_key``. The model runs on
     ``device`` (default :func:`default_device`) in eval mode without gradients, in
     batches of ``batch_size``; between yields it is back on its own device, in its
     own train/eval modes, and carries no hooks. Consecutive layers are computed
     together, one pass over the images per group, in groups whose features total
     at most ``max_bytes`` (``N * D * 4`` summed; a larger single layer is alone).
     """
-    selected = _select(layer_modules(model, tap), layers)
+    selected = select_layers(model, layers, tap)
+    tokens = default_tokens(model) if tokens is None else tokens
+    TOKENS.get(tokens)
+    if output_key is not None and not isinstance(output_key, str):
+        raise ValueError(f"output_key must be a string or None; got {output_key!r}")
     _check_images(images)
     if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
     if max_bytes <= 0:
         raise ValueError(f"max_bytes must be > 0; got {max_bytes}")
     device = resolve_device(device)
-    return _iterate(model, images, selected, batch_size, device, max_bytes, progress)
+    read = functools.partial(readout, tokens=tokens, output_key=output_key)
+    return _iterate(model, images, selected, read, batch_size, device, max_bytes, progress)
 
 
-def _iterate(model: nn.Module, images: torch.Tensor, selected: list[tuple[str, nn.Module]], batch_size: int,
-             device: torch.device, max_bytes: int, progress: bool) -> Iterator[tuple[str, torch.Tensor]]:
-    probe = _extract(model, images[:1], selected, 1, device, None)
+def _iterate(model: nn.Module, images: torch.Tensor, selected: list[tuple[str, nn.Module]], read: _Read,
+             batch_size: int, device: torch.device, max_bytes: int,
+             progress: bool) -> Iterator[tuple[str, torch.Tensor]]:
+    probe = _extract(model, images[:1], selected, read, 1, device, None)
+    order = list(probe)
+    selected = sorted(selected, key=lambda layer: order.index(layer[0]))
     nbytes = [images.shape[0] * probe[name].shape[1] * 4 for name, _ in selected]
     for group in plan_groups(nbytes, max_bytes):
         chosen = [selected[i] for i in group]
         desc = f"features {chosen[0][0]}" + (f"..{chosen[-1][0]}" if len(chosen) > 1 else "")
-        features = _extract(model, images, chosen, batch_size, device, desc if progress else None)
+        features = _extract(model, images, chosen, read, batch_size, device, desc if progress else None)
         for name, _ in chosen:
             yield name, features.pop(name)
-
-
-def _select(all_layers: list[tuple[str, nn.Module]], layers: Sequence[str] | None) -> list[tuple[str, nn.Module]]:
-    if layers is None:
-        return all_layers
-    if isinstance(layers, str):
-        raise ValueError(f"layers must be a list of layer names, not the string {layers!r}")
-    valid = [name for name, _ in all_layers]
-    unknown = [name for name in layers if name not in valid]
-    if unknown:
-        raise ValueError(f"unknown layer(s) {', '.join(map(repr, unknown))}; valid choices: {', '.join(valid)}")
-    if not layers:
-        raise ValueError(f"layers is empty; choose from: {', '.join(valid)}")
-    wanted = set(layers)
-    return [(name, module) for name, module in all_layers if name in wanted]
 
 
 def _check_images(images: torch.Tensor) -> None:
@@ -187,30 +181,30 @@ def _running(model: nn.Module, device: torch.device) -> Iterator[None]:
             module.training = training
 
 
-def _extract(model: nn.Module, images: torch.Tensor, layers: list[tuple[str, nn.Module]], batch_size: int,
-             device: torch.device, desc: str | None) -> dict[str, torch.Tensor]:
-    """One pass over ``images``: ``{name: (N, D) float32 on device}`` for ``layers``."""
+def _extract(model: nn.Module, images: torch.Tensor, layers: list[tuple[str, nn.Module]], read: _Read,
+             batch_size: int, device: torch.device, desc: str | None) -> dict[str, torch.Tensor]:
+    """One pass over ``images``: ``{name: (N, D) float32 on device}`` for ``layers``, in the order they first ran.
+
+    Each batch's forward pass stops as soon as every one of ``layers`` has run.
+    """
     n = images.shape[0]
     out: dict[str, torch.Tensor] = {}
     rows = slice(0, 0)
     fired: set[str] = set()
-    last = layers[-1][0]
 
     def hook_for(name: str) -> Callable[[nn.Module, object, object], None]:
         def hook(module: nn.Module, inputs: object, output: object) -> None:
-            if not isinstance(output, torch.Tensor):
-                raise ValueError(f"layer {name!r} returned a {type(output).__name__}, not a tensor")
             if name in fired:
                 raise ValueError(f"layer {name!r} ran more than once in one forward pass; its features are ambiguous")
-            if output.shape[0] != rows.stop - rows.start:
-                raise ValueError(f"layer {name!r} output has batch size {output.shape[0]}, "
+            flat = read(output, name).detach()
+            if flat.shape[0] != rows.stop - rows.start:
+                raise ValueError(f"layer {name!r} output has batch size {flat.shape[0]}, "
                                  f"expected {rows.stop - rows.start}")
             fired.add(name)
-            flat = output.detach().reshape(output.shape[0], -1)
             if name not in out:
                 out[name] = torch.empty(n, flat.shape[1], dtype=torch.float32, device=device)
             out[name][rows].copy_(flat)
-            if name == last:
+            if len(fired) == len(layers):
                 raise _Stop
         return hook
 
@@ -226,6 +220,6 @@ def _extract(model: nn.Module, images: torch.Tensor, layers: list[tuple[str, nn.
                 pass
             missing = [name for name, _ in layers if name not in fired]
             if missing:
-                raise ValueError(f"layer(s) {', '.join(missing)} did not run in the forward pass up to {last!r}; "
-                                 "feature_layers must list modules that run once per forward, in execution order")
+                raise ValueError(f"layer(s) {', '.join(missing)} did not run in the forward pass of "
+                                 f"{type(model).__name__}; select modules that run once per forward")
     return out

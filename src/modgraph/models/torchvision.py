@@ -37,35 +37,39 @@ from modgraph.models.layers import IMAGENET_MEAN, IMAGENET_STD, Normalize
 from modgraph.models.taps import LayerSpec, tap_layers
 from modgraph.registry import Registry
 
-__all__ = ["TorchvisionConfig", "TorchvisionModel", "FAMILIES", "CONFIGS"]
+__all__ = ["TorchvisionConfig", "TorchvisionModel", "FAMILIES", "CONFIGS", "resnet_specs", "vgg_specs", "vit_specs",
+           "read_state_dict", "load_state_dict"]
 
 
-def _resnet_specs(net: nn.Module) -> list[LayerSpec]:
-    specs = [LayerSpec("net.maxpool", "net.conv1")]
+def resnet_specs(net: nn.Module, prefix: str = "net.") -> list[LayerSpec]:
+    """Stem and blocks of torchvision ResNet ``net``, named ``prefix`` + its own names."""
+    specs = [LayerSpec(f"{prefix}maxpool", f"{prefix}conv1")]
     for s in range(1, 5):
-        specs += [LayerSpec(f"net.layer{s}.{b}") for b in range(len(getattr(net, f"layer{s}")))]
+        specs += [LayerSpec(f"{prefix}layer{s}.{b}") for b in range(len(getattr(net, f"layer{s}")))]
     return specs
 
 
-def _vgg_specs(net: nn.Module) -> list[LayerSpec]:
+def vgg_specs(net: nn.Module, prefix: str = "net.") -> list[LayerSpec]:
+    """Conv-BN-ReLU units of torchvision VGG ``net``, named ``prefix`` + its own names."""
     specs, conv = [], None
     for i, module in enumerate(net.features):
         if isinstance(module, nn.Conv2d):
-            conv = f"net.features.{i}"
+            conv = f"{prefix}features.{i}"
         elif isinstance(module, nn.ReLU):
-            specs.append(LayerSpec(f"net.features.{i}", conv))
+            specs.append(LayerSpec(f"{prefix}features.{i}", conv))
     return specs
 
 
-def _vit_specs(net: nn.Module) -> list[LayerSpec]:
-    return [LayerSpec("net.encoder.dropout")] + [LayerSpec(f"net.encoder.layers.{name}")
-                                                 for name, _ in net.encoder.layers.named_children()]
+def vit_specs(net: nn.Module, prefix: str = "net.") -> list[LayerSpec]:
+    """Embedded tokens and encoder blocks of torchvision ViT ``net``, named ``prefix`` + its own names."""
+    return [LayerSpec(f"{prefix}encoder.dropout")] + [LayerSpec(f"{prefix}encoder.layers.{name}")
+                                                      for name, _ in net.encoder.layers.named_children()]
 
 
 FAMILIES: Registry[Callable[[nn.Module], list[LayerSpec]]] = Registry("torchvision family")
-FAMILIES.register("resnet", _resnet_specs)
-FAMILIES.register("vgg", _vgg_specs)
-FAMILIES.register("vit", _vit_specs)
+FAMILIES.register("resnet", resnet_specs)
+FAMILIES.register("vgg", vgg_specs)
+FAMILIES.register("vit", vit_specs)
 
 
 @dataclass(frozen=True)
@@ -93,11 +97,13 @@ class TorchvisionConfig:
             raise ValueError(f"torchvision architectures have a fixed width; width must be 1.0, got {width}")
         net = torchvision.models.get_model(self.arch, weights=None, num_classes=num_classes)
         if self.weights is not None:
-            _load_state_dict(net, Path(self.weights).expanduser(), f"torchvision {self.arch} with {num_classes} classes")
+            path = Path(self.weights).expanduser()
+            load_state_dict(net, read_state_dict(path), path, f"torchvision {self.arch} with {num_classes} classes")
         return TorchvisionModel(net, self.family, mean, std)
 
 
-def _load_state_dict(net: nn.Module, path: Path, what: str) -> None:
+def read_state_dict(path: Path) -> Mapping:
+    """The state dict in weights file ``path`` (``torch.load(weights_only=True)``); ``ValueError`` when it is none."""
     if not path.is_file():
         raise ValueError(f"weights file {path} does not exist")
     try:
@@ -106,6 +112,11 @@ def _load_state_dict(net: nn.Module, path: Path, what: str) -> None:
         raise ValueError(f"cannot read weights file {path} as a state dict: {err}") from err
     if not isinstance(state, Mapping):
         raise ValueError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def load_state_dict(net: nn.Module, state: Mapping, path: Path, what: str) -> None:
+    """Load ``state`` (read from ``path``) into ``net`` strictly; ``ValueError`` naming ``what`` when it does not fit."""
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
