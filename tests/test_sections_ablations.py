@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -47,10 +46,10 @@ def test_pure_quantities_match_their_definitions():
     assert abl.max_spread([a, b]) == pytest.approx(np.abs(a - b).max())
     assert abl.max_spread([a, a, a]) == 0.0
     assert abl.largest_step([0.9, 0.8, 0.5]) < 0 < abl.largest_step([0.9, 0.8, 0.85])
-    assert abl.range_ratio([0.2, 0.25, 0.3], [0.1, 0.5, 0.9]) == pytest.approx(0.125)
+    assert abl.depth_range_ratio([0.2, 0.25, 0.3], [0.1, 0.5, 0.9]) == pytest.approx(0.125)
     # invariant to shifting either curve, and to scaling both together
-    assert abl.range_ratio(np.array([0.2, 0.25, 0.3]) + 1, np.array([0.1, 0.5, 0.9]) - 3) == pytest.approx(0.125)
-    assert abl.range_ratio(3 * np.array([0.2, 0.25, 0.3]), 3 * np.array([0.1, 0.5, 0.9])) == pytest.approx(0.125)
+    assert abl.depth_range_ratio(np.array([0.2, 0.25, 0.3]) + 1, np.array([0.1, 0.5, 0.9]) - 3) == pytest.approx(0.125)
+    assert abl.depth_range_ratio(3 * np.array([0.2, 0.25, 0.3]), 3 * np.array([0.1, 0.5, 0.9])) == pytest.approx(0.125)
 
 
 def test_pure_quantities_reject_bad_shapes():
@@ -59,9 +58,9 @@ def test_pure_quantities_reject_bad_shapes():
     with pytest.raises(ValueError, match="1-D curve of at least 2"):
         abl.largest_step([0.3])
     with pytest.raises(ValueError, match="same layers"):
-        abl.range_ratio([0.1, 0.2], [0.1, 0.2, 0.3])
+        abl.depth_range_ratio([0.1, 0.2], [0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="constant"):
-        abl.range_ratio([0.1, 0.2], [0.4, 0.4])
+        abl.depth_range_ratio([0.1, 0.2], [0.4, 0.4])
     with pytest.raises(ValueError, match="n_layers must be an int >= 1"):
         abl.early_layers(0)
 
@@ -162,32 +161,6 @@ def test_panels_and_summaries():
         result.panel("depth")
     with pytest.raises(ValueError, match="unknown layer summary 'first'; valid choices: early, last"):
         result.summary("n", "first")
-
-
-def test_initial_model_is_the_stores_starting_point(tmp_path, monkeypatch):
-    from modgraph import store
-    from modgraph.data import load_dataset
-
-    monkeypatch.setenv("MODGRAPH_HOME", str(tmp_path))
-    seen = {}
-
-    class Stop(Exception):
-        pass
-
-    def fake_train(model, *args, **kwargs):
-        seen["state"] = copy.deepcopy(model.state_dict())
-        raise Stop
-
-    monkeypatch.setattr(store, "train_model", fake_train)
-    spec = store.ModelSpec("vgg11", "digits", recipe="smoke", seed=5, width=0.0625)
-    with pytest.raises(Stop):
-        store.get_model(spec, device="cpu", progress=False)
-    mine = abl.initial_model(spec, load_dataset("digits", "test", progress=False)).state_dict()
-    assert mine.keys() == seen["state"].keys()
-    assert all(torch.equal(mine[k], seen["state"][k]) for k in mine)
-    child = store.ModelSpec("vgg11", "digits", recipe="smoke", width=0.0625, parent=spec)
-    with pytest.raises(ValueError, match="parent"):
-        abl.initial_model(child, load_dataset("digits", "test", progress=False))
 
 
 def test_cached_ablation_computes_once_per_setting(stub_store):

@@ -147,7 +147,7 @@ def test_summary_table_reads_the_comparison():
 def test_cached_comparison_per_weights_computes_once(stub_store):
     from modgraph import store
     from modgraph.data import load_dataset
-    from modgraph.sections.ablations import initial_model
+    from modgraph.store import initial_model
 
     spec = store.ModelSpec("resnet20", "digits", recipe="smoke", seed=0, width=0.25)
     data = load_dataset("digits", "test", progress=False)

@@ -30,11 +30,11 @@ def dynamics(q=Q, acc=ACC, epochs=None):
 def test_edge_layers_and_range_ratio():
     np.testing.assert_allclose(tr.shallow_q(Q), Q[:, 0])
     np.testing.assert_allclose(tr.deep_q(Q, 2), Q[:, 1:].mean(axis=1))
-    assert tr.range_ratio(Q) == pytest.approx(0.02 / 0.75)
-    assert tr.range_ratio(Q[:, ::-1]) == pytest.approx(0.75 / 0.02)
-    assert math.isnan(tr.range_ratio(np.array([[0.1, 0.5], [0.2, 0.5]])))
+    assert tr.epoch_range_ratio(Q) == pytest.approx(0.02 / 0.75)
+    assert tr.epoch_range_ratio(Q[:, ::-1]) == pytest.approx(0.75 / 0.02)
+    assert math.isnan(tr.epoch_range_ratio(np.array([[0.1, 0.5], [0.2, 0.5]])))
     with pytest.raises(ValueError, match=r"expected Q of shape \(epochs >= 2, layers >= 1\)"):
-        tr.range_ratio(Q[:1])
+        tr.epoch_range_ratio(Q[:1])
     with pytest.raises(ValueError, match=r"layers must be an int in \[1, 3\]"):
         tr.deep_q(Q, 4)
 
@@ -77,7 +77,7 @@ def test_dynamics_reject_inconsistent_parts():
 
 def test_claims_are_computed_from_the_measurements():
     shallow, deep = dynamics().claims(source="Fig. 6(b)")
-    assert shallow.value == pytest.approx(tr.range_ratio(Q)) and shallow.holds
+    assert shallow.value == pytest.approx(tr.epoch_range_ratio(Q)) and shallow.holds
     assert deep.value == pytest.approx(tr.accuracy_correlation(Q, ACC)) and deep.holds
     flipped = dynamics(q=Q[:, ::-1]).claims(source="Fig. 6(b)")
     assert not flipped[0].holds and not flipped[1].holds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import time
@@ -352,3 +353,29 @@ def test_load_checkpoint_checks_what_the_file_records(stored, tmp_path):
     (tmp_path / "folder").mkdir()
     with pytest.raises(ValueError, match="store folder .*folder holds no model.pt"):
         load_checkpoint(tmp_path / "folder")
+
+
+def test_initial_model_is_the_stores_starting_point(tmp_path, monkeypatch):
+    from modgraph import store
+    from modgraph.data import load_dataset
+
+    monkeypatch.setenv("MODGRAPH_HOME", str(tmp_path))
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(model, *args, **kwargs):
+        seen["state"] = copy.deepcopy(model.state_dict())
+        raise Stop
+
+    monkeypatch.setattr(store, "train_model", fake_train)
+    spec = store.ModelSpec("vgg11", "digits", recipe="smoke", seed=5, width=0.0625)
+    with pytest.raises(Stop):
+        store.get_model(spec, device="cpu", progress=False)
+    mine = store.initial_model(spec, load_dataset("digits", "test", progress=False)).state_dict()
+    assert mine.keys() == seen["state"].keys()
+    assert all(torch.equal(mine[k], seen["state"][k]) for k in mine)
+    child = store.ModelSpec("vgg11", "digits", recipe="smoke", width=0.0625, parent=spec)
+    with pytest.raises(ValueError, match="parent"):
+        store.initial_model(child, load_dataset("digits", "test", progress=False))

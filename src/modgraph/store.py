@@ -68,6 +68,7 @@ __all__ = [
     "stored_snapshots",
     "REQUEST_LOG_ENV",
     "get_model",
+    "initial_model",
     "load_checkpoint",
 ]
 
@@ -477,16 +478,33 @@ def _check_fits(model: nn.Module, spec: ModelSpec, data: ArrayDataset) -> None:
                          f"{spec.dataset} has {data.num_classes} classes")
 
 
-def _train(spec: ModelSpec, folder: Path, device: torch.device, snaps: tuple[int, ...], progress: bool) -> None:
+def initial_model(spec: ModelSpec, data: ArrayDataset) -> nn.Module:
+    """The network of ``spec`` at the weights its training starts from (``create_model`` with ``spec.seed``).
+
+    ``data`` (a split of ``spec.dataset``) supplies the classes and input
+    statistics. A spec with a ``parent`` starts from the parent's weights and
+    is rejected.
+    """
+    if spec.parent is not None:
+        raise ValueError(f"spec {spec.arch!r} is initialised from a parent model; initial_model needs a spec "
+                         "trained from scratch (parent=None)")
+    return _fresh_model(spec, data)
+
+
+def _fresh_model(spec: ModelSpec, data: ArrayDataset) -> nn.Module:
     from modgraph.models import create_model
 
+    return create_model(spec.arch, num_classes=data.num_classes, width=spec.width, mean=data.mean, std=data.std,
+                        seed=spec.seed, **dict(spec.overrides))
+
+
+def _train(spec: ModelSpec, folder: Path, device: torch.device, snaps: tuple[int, ...], progress: bool) -> None:
     recipe = spec.recipe_config()
     train = load_dataset(spec.dataset, "train", progress=progress)
     test = load_dataset(spec.dataset, "test", progress=progress)
     meta = _model_meta(spec, train)
     canonical = spec.canonical()
-    model = create_model(spec.arch, num_classes=train.num_classes, width=spec.width, mean=train.mean,
-                         std=train.std, seed=spec.seed, **dict(spec.overrides))
+    model = _fresh_model(spec, train)
     _check_fits(model, spec, train)
     if spec.parent is not None:
         parent = get_model(spec.parent, device=device, progress=progress)

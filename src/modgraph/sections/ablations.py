@@ -4,7 +4,7 @@ For one stored model, :func:`measure_ablation` computes curves over a range of
 ``N`` (at the reference ``k``) and of ``k`` (at the reference ``N``) with the
 reference and the alternative similarity -- two feature passes through the
 model (:func:`modgraph.curve.modularity_sweep`) -- plus the curve of the same
-architecture at its initial weights (:func:`initial_model`). Every curve of an
+architecture at its initial weights (:func:`modgraph.store.initial_model`). Every curve of an
 ablation uses the samples of :func:`modgraph.data.sample_indices` with the
 same ``seed``, so curves at the same ``N`` share their samples.
 :func:`cached_ablation` caches the result per model. The claims' quantities
@@ -30,7 +30,6 @@ from modgraph.paper import FLAT_RATIO, OVERLAP_TOLERANCE
 from modgraph.registry import Registry
 
 if TYPE_CHECKING:
-    from modgraph.data import ArrayDataset
     from modgraph.store import ModelSpec
 
 __all__ = [
@@ -42,8 +41,7 @@ __all__ = [
     "early_mean",
     "max_spread",
     "largest_step",
-    "range_ratio",
-    "initial_model",
+    "depth_range_ratio",
     "measure_ablation",
     "cached_ablation",
     "ablation_study",
@@ -89,7 +87,7 @@ def largest_step(values: np.ndarray | Sequence[float]) -> float:
     return float(np.diff(_curve(values, 2)).max())
 
 
-def range_ratio(values: np.ndarray | Sequence[float], reference: np.ndarray | Sequence[float]) -> float:
+def depth_range_ratio(values: np.ndarray | Sequence[float], reference: np.ndarray | Sequence[float]) -> float:
     """Range (max - min over layers) of ``values`` (L,) divided by that of ``reference`` (L,)."""
     q, ref = _curve(values, 1), _curve(reference, 1)
     if q.shape != ref.shape:
@@ -236,7 +234,7 @@ class ModelAblation:
                   max_spread([self.alternative.mean, ref]), "<", OVERLAP_TOLERANCE, source="Fig. B12"),
             check(f"{scope}: the curve of the untrained model is nearly flat",
                   "range of Q over depth at the initial weights / that of the trained model",
-                  range_ratio(self.untrained.mean, ref) if np.ptp(ref) > 0 else None, "<", FLAT_RATIO,
+                  depth_range_ratio(self.untrained.mean, ref) if np.ptp(ref) > 0 else None, "<", FLAT_RATIO,
                   source="Fig. B13", reason="the trained model's curve is constant"),
         ]
 
@@ -280,21 +278,6 @@ PANELS.register("similarity", ("{}", lambda a: {a.settings.curve.similarity: a.r
 PANELS.register("initialisation", ("{}", lambda a: {"trained": a.reference, "initial weights": a.untrained}))
 
 
-def initial_model(spec: "ModelSpec", data: "ArrayDataset") -> nn.Module:
-    """The network of ``spec`` at the weights its training starts from (``create_model`` with ``spec.seed``).
-
-    ``data`` supplies the classes and input statistics, as the store does. A
-    spec with a ``parent`` starts from the parent's weights and is rejected.
-    """
-    from modgraph.models import create_model
-
-    if spec.parent is not None:
-        raise ValueError(f"spec {spec.arch!r} is initialised from a parent model; initial_model needs a spec "
-                         "trained from scratch (parent=None)")
-    return create_model(spec.arch, num_classes=data.num_classes, width=spec.width, mean=data.mean, std=data.std,
-                        seed=spec.seed, **dict(spec.overrides))
-
-
 def measure_ablation(
     model: nn.Module,
     untrained: nn.Module,
@@ -336,12 +319,12 @@ def cached_ablation(
     """:func:`measure_ablation` of the stored model ``spec`` on its data set's test split, cached.
 
     The model comes from :func:`modgraph.store.get_model` (trained on first
-    use), the untrained one from :func:`initial_model`; the result is cached
+    use), the untrained one from :func:`modgraph.store.initial_model`; the result is cached
     under ``data/cache/ablations/`` keyed by spec, settings and code.
     """
     from modgraph import cache
     from modgraph.data import load_dataset
-    from modgraph.store import get_model
+    from modgraph.store import get_model, initial_model
 
     if not isinstance(settings, AblationSettings):
         raise ValueError(f"settings must be an AblationSettings, got {type(settings).__name__}")
@@ -356,7 +339,7 @@ def cached_ablation(
                                 meta=meta, device=device, progress=progress).to_dict()
 
     config = {"model": spec.canonical(), "dataset": spec.dataset, "split": "test", "settings": settings}
-    code = cache.CURVE_CODE + ("modgraph.sections.ablations",)
+    code = cache.CURVE_CODE + ("modgraph.sections.ablations", "modgraph.store")
     return ModelAblation.from_dict(cache.cached("ablations", config, compute, code=code))
 
 

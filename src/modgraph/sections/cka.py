@@ -239,7 +239,7 @@ def _trained_weights(spec: "ModelSpec", data: "ArrayDataset", device: str | None
 
 def _initial_weights(spec: "ModelSpec", data: "ArrayDataset", device: str | None,
                      progress: bool) -> tuple[nn.Module, dict[str, Any]]:
-    from modgraph.sections.ablations import initial_model
+    from modgraph.store import initial_model
 
     return initial_model(spec, data), {"weights": "initial", "test_accuracy": None}
 
@@ -265,7 +265,7 @@ def cached_comparison(
     ``weights`` (a :data:`WEIGHTS` name): ``trained`` takes the model from
     :func:`modgraph.store.get_model` (trained on first use), ``initial`` the
     same network at the weights its training starts from
-    (:func:`modgraph.sections.ablations.initial_model`). The result is cached
+    (:func:`modgraph.store.initial_model`). The result is cached
     under ``data/cache/cka/`` keyed by spec, weights, settings and code.
     """
     from modgraph import cache
@@ -283,7 +283,7 @@ def cached_comparison(
         return compare_layers(model, images, labels, settings, debiased=debiased, device=device, meta=meta,
                               progress=progress).to_dict()
 
-    code = cache.CURVE_CODE + ("modgraph.cka", "modgraph.sections.cka", "modgraph.sections.ablations")
+    code = cache.CURVE_CODE + ("modgraph.cka", "modgraph.sections.cka", "modgraph.store")
     return LayerComparison.from_dict(cache.cached("cka", config, compute, code=code))
 
 

@@ -33,7 +33,7 @@ __all__ = [
     "CORRELATIONS",
     "shallow_q",
     "deep_q",
-    "range_ratio",
+    "epoch_range_ratio",
     "accuracy_correlation",
     "TrainingDynamics",
     "snapshot_curve",
@@ -65,7 +65,7 @@ def deep_q(q: np.ndarray | Sequence[Sequence[float]], layers: int = 1) -> np.nda
     return _matrix(q, layers)[:, -layers:].mean(axis=1)
 
 
-def range_ratio(q: np.ndarray | Sequence[Sequence[float]], layers: int = 1) -> float:
+def epoch_range_ratio(q: np.ndarray | Sequence[Sequence[float]], layers: int = 1) -> float:
     """Range over epochs of :func:`shallow_q` divided by that of :func:`deep_q`; ``q`` (E, L).
 
     0 when the first layers do not move at all; NaN when the last layers'
@@ -143,13 +143,13 @@ class TrainingDynamics:
         return frame
 
     def claims(self, *, source: str, layers: int = 1, scope: str | None = None) -> list[Claim]:
-        """"Shallow layers stay nearly constant" (:func:`range_ratio` < :data:`SHALLOW_RANGE_RATIO`) and
+        """"Shallow layers stay nearly constant" (:func:`epoch_range_ratio` < :data:`SHALLOW_RANGE_RATIO`) and
         "deep-layer modularity rises with accuracy" (Pearson :func:`accuracy_correlation` > :data:`DEEP_CORRELATION`)."""
         scope = scope or self.arch
         which = "layer" if layers == 1 else f"{layers} layers"
         span = f"epochs {self.epochs[0]}..{self.epochs[-1]}"
         short = len(self.epochs) < 3
-        ratio = range_ratio(self.q, layers)
+        ratio = epoch_range_ratio(self.q, layers)
         corr = math.nan if short else accuracy_correlation(self.q, self.accuracy, layers)
         return [
             check(f"{scope}: the modularity of the shallow layers stays nearly constant during training",
