@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The prepared check for a lent GPU machine (the workplace's device tool): one
-# call that proves the CUDA path and measures what the README's performance
-# section still lacks. It needs no package beyond the GPU image's PyTorch stack
-# (modgraph is imported from src/; advertorch, thop and papermill are not used).
+# GPU check for any machine with CUDA and PyTorch: one command that proves the
+# CUDA path (the unit tests of the feature, graph, curve, training and CKA
+# modules on the GPU) and measures what the README's performance section lacks
+# (training speed, time to the paper's accuracy). It needs no package beyond
+# PyTorch and torchvision (modgraph is imported from src/; advertorch, thop and
+# papermill are not used).
 #
-# Here, once (the copy of the CIFAR-10 tarball travels in the ignored .gpu/):
-#   mkdir -p .gpu && cp ../shared/datasets/cifar10-jpeg.tar.gz .gpu/
-# Device:  run(command="bash benchmarks/gpu_check.sh", carry=[".gpu"], timeout_s=590)
+# CIFAR-10: data/cifar10 when present, else the archive .gpu/cifar10-jpeg.tar.gz
+# (copy it there first: mkdir -p .gpu && cp ../shared/datasets/cifar10-jpeg.tar.gz .gpu/).
+# Run:     bash benchmarks/gpu_check.sh   (about 10 minutes on a recent GPU)
 #   ARCHS="resnet18 vgg16" (default: resnet18) chooses the time-to-accuracy runs.
-# Everything it prints is also written to $OUT (or results/gpu-check/ elsewhere).
+# Everything it prints is also written to $OUT when set, else results/gpu-check/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-results/gpu-check}

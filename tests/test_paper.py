@@ -1,5 +1,7 @@
 """The paper's facts: quoted numbers agree with each other, thresholds are stated once."""
 
+import inspect
+
 from modgraph import claims, paper, prune
 from modgraph.sections import pruning
 
@@ -16,7 +18,7 @@ def test_quoted_accuracy_is_table_b2():
 
 
 def test_the_plateau_rise_is_the_one_default_of_plateaus_and_pruning():
-    assert prune.DEFAULT_THRESHOLD == paper.PLATEAU_RISE
+    assert inspect.signature(prune.redundant_layers).parameters["threshold"].default == paper.PLATEAU_RISE
     assert pruning.PruneSettings(recipe="smoke", finetune_epochs=1).threshold == paper.PLATEAU_RISE
     steps = [0.0, 0.005, 0.02, 0.029]  # rises 0.005, 0.015, 0.009: two below 0.01
     assert claims.plateau_fraction(steps) == 2 / 3

@@ -72,10 +72,6 @@ __all__ = [
     "reduction",
 ]
 
-DEFAULT_THRESHOLD = PLATEAU_RISE
-"""The default ``threshold`` of :func:`redundant_layers` (:data:`modgraph.paper.PLATEAU_RISE`)."""
-
-
 class CurveLike(Protocol):
     """What :func:`redundant_layers` reads from a ``modgraph.curve.Curve``."""
 
@@ -125,7 +121,7 @@ def _verdict(layer: str, index: int, previous: str, dq: float, se: float, thresh
 
 
 def redundant_layers(
-    curve: CurveLike, threshold: float = DEFAULT_THRESHOLD, *, prunable: Sequence[str] | None = None
+    curve: CurveLike, threshold: float = PLATEAU_RISE, *, prunable: Sequence[str] | None = None
 ) -> list[LayerVerdict]:
     """The layers of ``curve`` that add less than ``threshold`` modularity (rule in the module docstring).
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from modgraph import provenance
-from modgraph.prune import DEFAULT_THRESHOLD
+from modgraph.paper import PLATEAU_RISE
 
 DESCRIPTION = """\
 Suggest layers to prune from a modularity curve: a layer is redundant when it
@@ -51,7 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     curve.add_argument("--sample-seed", type=int, default=0, help="seed drawing the samples")
     curve.add_argument("--tap", default="block", help="where a layer is read: block or conv")
     rule = parser.add_argument_group("pruning")
-    rule.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+    rule.add_argument("--threshold", type=float, default=PLATEAU_RISE,
                       help="a layer adding less modularity than this is redundant")
     runtime = parser.add_argument_group("run")
     runtime.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
