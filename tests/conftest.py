@@ -6,7 +6,29 @@ from types import SimpleNamespace
 from typing import Callable
 
 import pytest
+import torch
 import torch.nn as nn
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for a module of tiny problems: thread hand-off costs dominate them on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def small_model_kernels():
+    """Native kernels on one thread: oneDNN compiles kernels for every new conv shape (seconds each), and
+    thread barriers stall on the shared cores; tiny models need neither."""
+    enabled, threads = torch.backends.mkldnn.enabled, torch.get_num_threads()
+    torch.backends.mkldnn.enabled = False
+    torch.set_num_threads(1)
+    yield
+    torch.backends.mkldnn.enabled = enabled
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

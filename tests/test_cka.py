@@ -9,13 +9,7 @@ import torch
 from modgraph.cka import centred_gram, cka_matrix, linear_cka, linear_cka_features
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny problems: one torch thread avoids thread hand-off costs on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _pair(seed: int, n: int = 60, d1: int = 12, d2: int = 7, noise: float = 1.0):

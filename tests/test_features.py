@@ -12,16 +12,7 @@ from modgraph.models import create_model
 N = 10
 
 
-@pytest.fixture(autouse=True)
-def _small_model_settings():
-    """Native kernels on one thread: oneDNN compiles kernels for every new conv shape (seconds each), and
-    thread barriers stall on the shared cores; tiny models need neither."""
-    enabled, threads = torch.backends.mkldnn.enabled, torch.get_num_threads()
-    torch.backends.mkldnn.enabled = False
-    torch.set_num_threads(1)
-    yield
-    torch.backends.mkldnn.enabled = enabled
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("small_model_kernels")
 
 
 def _images(n: int = N) -> torch.Tensor:

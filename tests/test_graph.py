@@ -23,13 +23,7 @@ from modgraph.graph import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny problems: one torch thread avoids thread hand-off costs on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _nx_modularity(A: np.ndarray, labels: np.ndarray) -> float:

@@ -23,16 +23,7 @@ from modgraph.models.resnet_cifar import PadShortcut
 TINY = 1 / 16
 
 
-@pytest.fixture(autouse=True)
-def _small_model_settings():
-    """Native kernels on one thread: oneDNN compiles kernels for every new conv shape (seconds each), and
-    thread barriers stall on the shared cores; tiny models need neither."""
-    enabled, threads = torch.backends.mkldnn.enabled, torch.get_num_threads()
-    torch.backends.mkldnn.enabled = False
-    torch.set_num_threads(1)
-    yield
-    torch.backends.mkldnn.enabled = enabled
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("small_model_kernels")
 
 LAYER_COUNTS = {
     "vgg11": 8, "vgg13": 10, "vgg16": 13, "vgg19": 16,

@@ -21,12 +21,7 @@ from modgraph.store import INITIALISERS, ModelSpec
 LAYERS = ("stage1.0", "stage2.0", "stage3.0", "stage3.1", "stage4.0", "stage4.1")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,7 @@ from modgraph.models.external import PixelInput
 from modgraph.selection import default_tokens, family_of, select_layers
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _names(model: nn.Module, layers=None, tap: str = "block") -> list[str]:
