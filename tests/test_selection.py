@@ -12,7 +12,7 @@ from modgraph.curve import modularity_curve
 from modgraph.features import iter_layer_features, layer_names
 from modgraph.models import create_model
 from modgraph.models.external import PixelInput
-from modgraph.selection import default_tokens, family_of, select_layers
+from modgraph.selection import family_of, select_layers
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -43,7 +43,6 @@ def test_torchvision_family_defaults():
     assert _names(resnet, tap="conv")[0] == "conv1" and len(_names(resnet)) == 17
     vit = torchvision.models.get_model("vit_b_16", weights=None)
     assert _names(vit) == [f"encoder.layers.encoder_layer_{i}" for i in range(12)]
-    assert default_tokens(vit) == "cls" and default_tokens(resnet) == "flatten"
     convnext = torchvision.models.get_model("convnext_tiny", weights=None)
     blocks = [name for name, m in convnext.named_modules() if type(m).__name__ == "CNBlock"]
     assert _names(convnext) == blocks and len(blocks) == 18
@@ -53,15 +52,18 @@ def test_torchvision_family_defaults():
     assert family_of(PixelInput(vit)) == "vit" and _names(PixelInput(vit)) == _names(vit)
 
 
-def test_vit_blocks_read_the_class_token_at_224():
+def test_vit_blocks_are_read_flattened_at_224_like_modgraphs_own_vit():
     vit = torchvision.models.VisionTransformer(image_size=224, patch_size=16, num_layers=2, num_heads=2,
                                                hidden_dim=8, mlp_dim=8)
     images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     features = dict(iter_layer_features(PixelInput(vit, image_size=224), images, device="cpu"))
     assert list(features) == ["encoder.layers.encoder_layer_0", "encoder.layers.encoder_layer_1"]
-    assert all(f.shape == (3, 8) for f in features.values())
-    flat = dict(iter_layer_features(PixelInput(vit, image_size=224), images, tokens="flatten", device="cpu"))
-    assert torch.equal(flat["encoder.layers.encoder_layer_1"][:, :8], features["encoder.layers.encoder_layer_1"])
+    assert all(f.shape == (3, 197 * 8) for f in features.values())  # one rule: every token, as for vit_cifar
+    cls = dict(iter_layer_features(PixelInput(vit, image_size=224), images, tokens="cls", device="cpu"))
+    assert torch.equal(features["encoder.layers.encoder_layer_1"][:, :8], cls["encoder.layers.encoder_layer_1"])
+    own = create_model("vit_cifar", width=0.25)
+    dim = own.head.in_features
+    assert all(f.shape[1] == 65 * dim for _, f in iter_layer_features(own, images, device="cpu"))
 
 
 def test_globs_match_segment_by_segment():
@@ -117,6 +119,6 @@ def test_layers_run_in_execution_order_and_misfits_are_errors():
 def test_timm_defaults_use_its_feature_metadata():
     timm = pytest.importorskip("timm")
     vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=2)
-    assert _names(vit) == ["blocks.0", "blocks.1"] and default_tokens(vit) == "cls"
+    assert _names(vit) == ["blocks.0", "blocks.1"]
     resnet = timm.create_model("resnet18", pretrained=False)
     assert _names(resnet) == [entry["module"] for entry in resnet.feature_info]

@@ -27,7 +27,7 @@ from modgraph import provenance
 from modgraph.data import sample_indices
 from modgraph.devices import resolve_device
 from modgraph.features import iter_layer_features
-from modgraph.selection import default_tokens, select_layers
+from modgraph.selection import select_layers
 from modgraph.graph import SIMILARITIES, graph_from_neighbours, modularity, nearest_neighbours, warn_if_tied
 from modgraph.models import TAPS
 
@@ -297,9 +297,8 @@ def modularity_sweep(
     ``modularity_curve`` gives; the k-NN lists are computed once for the largest
     ``k`` and cut for the smaller ones. ``meta`` times (``wall_time_s``,
     ``feature_time_s``, ``graph_time_s``) are those of the whole sweep. ``meta``
-    records ``layer_selection`` when ``layers`` is given, ``tokens`` when it is
-    given or the family's default is not ``"flatten"``, and ``output_key`` when
-    given; with the defaults a modgraph model's meta has none of them.
+    records ``layer_selection``, ``tokens`` and ``output_key`` when they are
+    given; with the defaults the meta has none of them.
     """
     start = time.perf_counter()
     ns, ks, similarities = _ints(ns, "ns"), _ints(ks, "ks"), _names(similarities)
@@ -317,10 +316,8 @@ def modularity_sweep(
     union = np.unique(np.concatenate([idx for sets in sets_by_n.values() for idx in sets]))
     local = {n: [np.searchsorted(union, idx) for idx in sets] for n, sets in sets_by_n.items()}
     device = resolve_device(device)
-    reading = {"layer_selection": None if layers is None else list(layers),
-               "tokens": default_tokens(model) if tokens is None else tokens, "output_key": output_key}
-    if tokens is None and reading["tokens"] == "flatten":
-        reading["tokens"] = None
+    reading = {"layer_selection": None if layers is None else list(layers), "tokens": tokens,
+               "output_key": output_key}
     n_layers = len(select_layers(model, layers, tap))
     stream = iter_layer_features(model, images[torch.from_numpy(union)], tap=tap, layers=layers, tokens=tokens,
                                  output_key=output_key, batch_size=batch_size, device=device, max_bytes=max_bytes,

@@ -38,8 +38,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from modgraph.devices import resolve_device
-from modgraph.readout import TOKENS, readout
-from modgraph.selection import default_tokens, select_layers
+from modgraph.readout import DEFAULT_TOKENS, TOKENS, readout
+from modgraph.selection import select_layers
 
 _Read = Callable[[object, str], torch.Tensor]
 """``(layer output, layer name) -> (B, D)`` features: :func:`modgraph.readout.readout` with its settings."""
@@ -106,8 +106,8 @@ def iter_layer_features(
     :func:`layer_names`. Layers are yielded in the order they first run in a probe
     forward pass of one image; a selected layer that never runs, or runs twice,
     is a ``ValueError``. Outputs become ``(N, D)`` rows by
-    :func:`modgraph.readout.readout` with ``tokens`` (default: the family's,
-    :func:`modgraph.selection.default_tokens`) and ``output_key``. The model runs on
+    :func:`modgraph.readout.readout` with ``tokens`` (default
+    :data:`modgraph.readout.DEFAULT_TOKENS`, for every model) and ``output_key``. The model runs on
     ``device`` (default :func:`default_device`) in eval mode without gradients, in
     batches of ``batch_size``; between yields it is back on its own device, in its
     own train/eval modes, and carries no hooks. Consecutive layers are computed
@@ -115,7 +115,7 @@ def iter_layer_features(
     at most ``max_bytes`` (``N * D * 4`` summed; a larger single layer is alone).
     """
     selected = select_layers(model, layers, tap)
-    tokens = default_tokens(model) if tokens is None else tokens
+    tokens = DEFAULT_TOKENS if tokens is None else tokens
     TOKENS.get(tokens)
     if output_key is not None and not isinstance(output_key, str):
         raise ValueError(f"output_key must be a string or None; got {output_key!r}")

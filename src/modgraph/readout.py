@@ -7,11 +7,14 @@
   similarities, and so the curve, unchanged.
 - A 3-D tensor is a batch-first token sequence ``(B, T, D)`` (torchvision ViT
   encoder blocks give ``(B, 1 + T, D)``, class token first) reduced by ``tokens``
-  (:data:`TOKENS`): ``"cls"`` token 0 ``(B, D)``, ``"mean"`` the mean over tokens
-  ``(B, D)``, ``"flatten"`` ``(B, T*D)``. The ViT default is ``"cls"`` (see
-  :mod:`modgraph.selection`): the class token is the one the network's own head
-  classifies, so it is the representation whose class structure the curve asks
-  about; ``"flatten"`` would mix in every patch position at 197 x 768 dimensions.
+  (:data:`TOKENS`): ``"flatten"`` ``(B, T*D)``, ``"cls"`` token 0 ``(B, D)``,
+  ``"mean"`` the mean over tokens ``(B, D)``. The default for every model,
+  modgraph's or not, is :data:`DEFAULT_TOKENS` = ``"flatten"``: a token layer is
+  read as the paper reads a convolutional layer, every position's features, so
+  a ViT's curve and a CNN's measure the same thing. ``"cls"`` asks what the head
+  sees (token 0 is the one it classifies; before the first block it is the same
+  learned vector for every image, so its graph has no structure); ``"mean"`` is
+  the pooled view.
 - A tuple or list gives its first tensor; a mapping (a dict, a HuggingFace-style
   ``ModelOutput``) its ``output_key`` entry, else its first tensor value.
 
@@ -27,15 +30,17 @@ import torch
 
 from modgraph.registry import Registry
 
-__all__ = ["TOKENS", "readout"]
+__all__ = ["TOKENS", "DEFAULT_TOKENS", "readout"]
 
 TOKENS: Registry[Callable[[torch.Tensor], torch.Tensor]] = Registry("token reduction")
 TOKENS.register("cls", lambda x: x[:, 0])
 TOKENS.register("mean", lambda x: x.mean(dim=1))
 TOKENS.register("flatten", lambda x: x.reshape(x.shape[0], -1))
+DEFAULT_TOKENS = "flatten"
+"""The token reduction used when none is asked for, for every model (see the module docstring)."""
 
 
-def readout(output: object, layer: str, tokens: str = "flatten", output_key: str | None = None) -> torch.Tensor:
+def readout(output: object, layer: str, tokens: str = DEFAULT_TOKENS, output_key: str | None = None) -> torch.Tensor:
     """The ``(B, D)`` features of ``layer`` from its forward ``output`` (see the module docstring)."""
     reduce = TOKENS.get(tokens)
     tensor = _tensor_of(output, layer, output_key)

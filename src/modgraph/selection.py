@@ -12,18 +12,19 @@ modules come in ``named_modules()`` order, each once; the feature pass
 Without ``layers``, the defaults of the model's family (:data:`FAMILIES`):
 
 - ``modgraph``: a model that declares ``feature_layers(tap)`` (every modgraph
-  model) is read exactly as declared; it may set ``feature_tokens``.
+  model) is read exactly as declared.
 - torchvision ``resnet``: the stem's output ``maxpool`` (tap ``conv``: ``conv1``)
   and every block ``layer{s}.{b}`` (ResNet-50: stem + 16 blocks).
 - torchvision ``vgg``: each ReLU of ``features`` (tap ``conv``: its convolution).
-- torchvision ``vit``: every encoder block ``encoder.layers.*`` (ViT-B/16: 12),
-  tokens ``"cls"`` (see :mod:`modgraph.readout`).
+- torchvision ``vit``: every encoder block ``encoder.layers.*`` (ViT-B/16: 12).
 - torchvision ``swin``: every Swin block (outputs ``(B, H, W, C)``, flattened).
 - torchvision ``convnext``: every ``CNBlock``; ``efficientnet``,
   ``mobilenet``: every MBConv / FusedMBConv / InvertedResidual block.
 - ``timm`` (when installed): the modules ``model.feature_info`` names, else every
-  member of ``blocks`` or ``stages``; tokens ``"cls"`` when the model has a class
-  token, else ``"mean"``.
+  member of ``blocks`` or ``stages``.
+
+Every family's token layers are read the same way, flattened (one rule for
+modgraph's and other models; see :mod:`modgraph.readout`).
 
 Under tap ``conv`` layers without a convolution name keep their block output,
 as in :mod:`modgraph.models.taps`. A :class:`modgraph.models.external.PixelInput`
@@ -46,16 +47,15 @@ from modgraph.models.taps import TAPS, LayerSpec
 from modgraph.models.torchvision import resnet_specs, vgg_specs
 from modgraph.registry import Registry
 
-__all__ = ["Family", "FAMILIES", "family_of", "select_layers", "default_tokens", "reading_root"]
+__all__ = ["Family", "FAMILIES", "family_of", "select_layers", "reading_root"]
 
 
 @dataclass(frozen=True)
 class Family:
-    """A model family: which models it covers, their default layers ``(model, tap) -> names``, their token choice."""
+    """A model family: which models it covers and their default layers ``(model, tap) -> names``."""
 
     matches: Callable[[nn.Module], bool]
     layers: Callable[[nn.Module, str], list[str]]
-    tokens: Callable[[nn.Module], str] = lambda model: "flatten"
 
 
 def _declares(model: nn.Module) -> bool:
@@ -107,11 +107,11 @@ def _timm_layers(model: nn.Module, tap: str) -> list[str]:
 
 
 FAMILIES: Registry[Family] = Registry("model family")
-FAMILIES.register("modgraph", Family(_declares, _declared, lambda model: getattr(model, "feature_tokens", "flatten")))
+FAMILIES.register("modgraph", Family(_declares, _declared))
 FAMILIES.register("resnet", Family(_instance(resnet.ResNet), _from_specs(lambda m: resnet_specs(m, ""))))
 FAMILIES.register("vgg", Family(_instance(vgg.VGG), _from_specs(lambda m: vgg_specs(m, ""))))
 FAMILIES.register("vit", Family(_instance(vision_transformer.VisionTransformer),
-                                _blocks(vision_transformer.EncoderBlock), lambda model: "cls"))
+                                _blocks(vision_transformer.EncoderBlock)))
 FAMILIES.register("swin", Family(_instance(swin_transformer.SwinTransformer),
                                  _blocks(swin_transformer.SwinTransformerBlock, swin_transformer.SwinTransformerBlockV2)))
 FAMILIES.register("convnext", Family(_instance(convnext.ConvNeXt), _blocks(convnext.CNBlock)))
@@ -119,8 +119,7 @@ FAMILIES.register("efficientnet", Family(_instance(efficientnet.EfficientNet),
                                          _blocks(efficientnet.MBConv, efficientnet.FusedMBConv)))
 FAMILIES.register("mobilenet", Family(_instance(mobilenetv2.MobileNetV2, mobilenetv3.MobileNetV3),
                                       _blocks(mobilenetv2.InvertedResidual, mobilenetv3.InvertedResidual)))
-FAMILIES.register("timm", Family(_is_timm, _timm_layers,
-                                 lambda model: "cls" if getattr(model, "cls_token", None) is not None else "mean"))
+FAMILIES.register("timm", Family(_is_timm, _timm_layers))
 
 
 def reading_root(model: nn.Module) -> nn.Module:
@@ -134,12 +133,6 @@ def family_of(model: nn.Module) -> str | None:
     """The name of the family in :data:`FAMILIES` that covers ``model`` (after :func:`reading_root`), or None."""
     root = reading_root(model)
     return next((name for name in FAMILIES if FAMILIES.get(name).matches(root)), None)
-
-
-def default_tokens(model: nn.Module) -> str:
-    """The token reduction of ``model``'s family (:data:`modgraph.readout.TOKENS`); ``"flatten"`` when it has none."""
-    family = family_of(model)
-    return "flatten" if family is None else FAMILIES.get(family).tokens(reading_root(model))
 
 
 def select_layers(model: nn.Module, layers: Sequence[str] | None = None,

@@ -71,8 +71,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     curve.add_argument("--layers", help="comma-separated module names or globs (* does not cross dots), e.g. "
                                         "'encoder.layers.*' or 'layer?.*'; default: the model family's layers")
     curve.add_argument("--tokens", choices=("cls", "mean", "flatten"),
-                       help="how a (B, T, D) token sequence becomes one row per image; default: the family's "
-                            "(cls for ViTs, flatten otherwise)")
+                       help="how a (B, T, D) token sequence becomes one row per image; default flatten for "
+                            "every model (each position's features, as the paper reads a conv layer)")
     curve.add_argument("--image-size", type=int,
                        help="resize images (bilinear, per batch) to this square size first, e.g. 224 for "
                             "ImageNet models; default: as stored")
@@ -209,7 +209,8 @@ def _external_model(args: argparse.Namespace, external: _External, data: Any,
     """
     from modgraph.models.external import PixelInput
     from modgraph.models.layers import IMAGENET_MEAN, IMAGENET_STD
-    from modgraph.selection import default_tokens, select_layers
+    from modgraph.readout import DEFAULT_TOKENS
+    from modgraph.selection import select_layers
     from modgraph.sources import build_network, input_statistics, load_weights
 
     net = build_network(external.source, data.num_classes)
@@ -220,7 +221,7 @@ def _external_model(args: argparse.Namespace, external: _External, data: Any,
                   "imagenet": (IMAGENET_MEAN, IMAGENET_STD), "none": None}[args.normalize]
     mean, std = (None, None) if statistics is None else statistics
     model = PixelInput(net, mean, std, args.image_size)
-    tokens = args.tokens or default_tokens(model)
+    tokens = args.tokens or DEFAULT_TOKENS
     normalize = "none" if statistics is None else {"mean": list(mean), "std": list(std)}
     meta = {"model": str(external.source), "source": str(external.source), "weights": external.weights,
             "dataset": args.dataset, "split": args.split, "normalize": normalize, "image_size": args.image_size}
