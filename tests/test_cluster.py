@@ -1,11 +1,9 @@
-"""A plan's models as submitit jobs on digits (debug and local executors); the store shared by processes."""
+"""A plan's models as submitit jobs on digits: debug and local executors, failures, a killed job, make test's record."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import multiprocessing
 import subprocess
 import sys
 import time
@@ -17,7 +15,7 @@ import torch
 from modgraph import paths, plan
 from modgraph.cluster import EXECUTORS, ClusterSettings, TrainJob, train_plan
 from modgraph.plan import Plan, PlanItem
-from modgraph.store import METRICS_FILE, REQUEST_LOG_ENV, ModelSpec, get_model, model_dir, spec_hash
+from modgraph.store import METRICS_FILE, REQUEST_LOG_ENV, ModelSpec, model_dir, spec_hash
 from modgraph.train import RESUME_FILE
 
 TINY = dict(arch="resnet20", dataset="digits", recipe="smoke", width=0.25, overrides={"depths": (1, 1, 1)})
@@ -76,6 +74,7 @@ def test_a_job_imports_neither_the_plan_nor_the_book():
     assert imported.strip() == "[]", "each job would spend seconds importing them"
 
 
+@pytest.mark.slow
 def test_the_smoke_plan_trains_parents_first_and_a_second_run_submits_nothing(project):
     full = plan.make_plan("smoke", resolve=False)
     vgg11 = next(item for item in full.items if item.spec is not None and item.spec.arch == "vgg11")
@@ -114,6 +113,7 @@ def test_a_failed_job_is_reported_with_its_logs_and_its_child_skipped(project, e
         assert "cannot take digits images" in (project / stderr).read_text()
 
 
+@pytest.mark.slow
 def test_a_killed_job_resumes_from_its_last_completed_epoch(project):
     spec = ModelSpec(**TINY, epochs=5, seed=3)
     folder, job_fn = model_dir(spec), TrainJob(paths.root(), "cpu")
@@ -132,33 +132,6 @@ def test_a_killed_job_resumes_from_its_last_completed_epoch(project):
     history = json.loads((folder / METRICS_FILE).read_text())["history"]
     assert result["trained"] and [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
     assert history[:killed["epoch"]] == killed["history"], "completed epochs were trained again"
-
-
-def _train_or_load(spec: ModelSpec, start, results) -> None:
-    """In a fresh process: wait for ``start``, get ``spec`` from the store, put (trained?, sha256 of its weights)."""
-    torch.set_num_threads(1)
-    start.wait()
-    stored = get_model(spec, device="cpu", progress=False)
-    digest = hashlib.sha256()
-    for name, tensor in stored.model.state_dict().items():
-        digest.update(name.encode() + tensor.numpy().tobytes())
-    results.put((stored.trained, digest.hexdigest()))
-
-
-def test_two_processes_asking_for_one_model_train_it_once(project):
-    spec = ModelSpec(**TINY, epochs=2, seed=4)
-    ctx = multiprocessing.get_context("spawn")
-    start, results = ctx.Barrier(2), ctx.SimpleQueue()
-    workers = [ctx.Process(target=_train_or_load, args=(spec, start, results)) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=900)
-    assert [worker.exitcode for worker in workers] == [0, 0]
-    (trained_a, weights_a), (trained_b, weights_b) = results.get(), results.get()
-    assert sorted([trained_a, trained_b]) == [False, True] and weights_a == weights_b
-    assert [line["trained"] for line in _requests(project) if line["hash"] == spec_hash(spec)] in ([True, False],
-                                                                                                  [False, True])
 
 
 @pytest.mark.built
