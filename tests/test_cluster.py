@@ -67,8 +67,8 @@ def test_settings_errors_name_the_valid_choices():
         train_plan(Plan("smoke", ()), "local")  # type: ignore[arg-type]
 
 
-def test_a_job_imports_neither_the_plan_nor_the_book():
-    heavy = ("modgraph.plan", "modgraph.book", "modgraph.cache")
+def test_a_job_imports_neither_the_plan_nor_the_book_nor_pandas():
+    heavy = ("modgraph.plan", "modgraph.book", "modgraph.cache", "pandas")
     code = f"import sys, modgraph.cluster; print([m for m in {heavy!r} if m in sys.modules])"
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert imported.strip() == "[]", "each job would spend seconds importing them"
@@ -118,9 +118,8 @@ def test_a_killed_job_resumes_from_its_last_completed_epoch(project):
     spec = ModelSpec(**TINY, epochs=5, seed=3)
     folder, job_fn = model_dir(spec), TrainJob(paths.root(), "cpu")
     job = _settings("local").executor_for(paths.jobs_dir() / "killed" / "%j").submit(job_fn, spec)
-    deadline = time.monotonic() + 900
     while not (folder / RESUME_FILE).exists():
-        assert not job.done() and time.monotonic() < deadline, f"no epoch completed: {job.stderr()}"
+        assert not job.done(), f"the job ended before its first epoch: {job.stderr()}"
         time.sleep(0.02)
     job.cancel()  # as a scheduler kills a job: SIGINT, a second later SIGKILL
     while not job.done():

@@ -359,7 +359,7 @@ def test_two_processes_asking_for_one_model_train_it_once(home, tmp_path, monkey
     for worker in workers:
         worker.start()
     for worker in workers:
-        worker.join(timeout=900)
+        worker.join(timeout=3600)  # a worker that died before the barrier leaves the other waiting
     assert [worker.exitcode for worker in workers] == [0, 0]
     (trained_a, weights_a), (trained_b, weights_b) = results.get(), results.get()
     assert sorted([trained_a, trained_b]) == [False, True] and weights_a == weights_b
@@ -374,9 +374,8 @@ def test_a_killed_holders_lock_is_free_at_once(home, tmp_path):
             f"    pathlib.Path({str(held)!r}).touch()\n    time.sleep(600)\n")
     holder = subprocess.Popen([sys.executable, "-c", code])
     try:
-        deadline = time.monotonic() + 600
         while not held.exists():
-            assert holder.poll() is None and time.monotonic() < deadline, "the holder never took the lock"
+            assert holder.poll() is None, "the holder died before it took the lock"
             time.sleep(0.05)
         with pytest.raises(TimeoutError):
             with model_lock(spec, timeout=0.2, progress=False):

@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
-import pandas as pd
-
 try:
     import submitit
     from submitit.core.utils import FailedJobError
@@ -35,7 +33,9 @@ from modgraph import paths
 from modgraph.registry import Registry
 from modgraph.store import ModelSpec, get_model, spec_hash
 
-if TYPE_CHECKING:  # every job imports this module: the plan (the book, the caches) would add seconds to each
+if TYPE_CHECKING:  # every job imports this module: the plan (the book, the caches) and pandas would add seconds
+    import pandas as pd
+
     from modgraph.plan import Derived, Plan, PlanItem
 
 __all__ = ["EXECUTORS", "ClusterSettings", "TrainJob", "JobRow", "RunReport", "train_plan"]
@@ -176,6 +176,8 @@ class RunReport:
 
     def table(self) -> pd.DataFrame:
         """Model, state, job id, log file, error."""
+        import pandas as pd
+
         return pd.DataFrame([{"model": row.item.label, "state": row.state, "job": row.job_id,
                               "log": row.logs()[1], "error": row.error} for row in self.rows],
                             columns=["model", "state", "job", "log", "error"])
