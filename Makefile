@@ -19,7 +19,7 @@ help:
 	@echo "          [FORCE=1]                          execute a GPU profile's stale notebooks without CUDA"
 	@echo "make figure NB=01_curves P='-p k 5'          rerun one notebook with overrides, rebuild"
 	@echo "          P=\"-p archs '[vgg11]'\" or P='-p archs [vgg11, vgg16]'   values are YAML"
-	@echo "make test                                     unit tests, the smoke book, its browser test"
+	@echo "make test                                     unit tests, smoke models as local jobs, smoke book, browser test"
 	@echo "make lab                                      JupyterLab on notebooks/ with the project's kernel"
 	@echo "make setup | clean | clean-models"
 
@@ -44,12 +44,16 @@ browser:
 		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver; }
 
-# Unit tests, then the whole smoke book, then the built book opened in headless Chromium.
+# Unit tests; the smoke profile's models as local submitit jobs (a second run submits nothing); the whole smoke
+# book, which then trains nothing; the checks of what it recorded and the built book opened in headless Chromium.
 test: setup shared-data browser
 	$(BIN)/python -m pytest -q
-	rm -f _build/smoke-requests.jsonl
+	rm -f _build/smoke-requests.jsonl _build/smoke-models-again.txt
+	$(BIN)/python -m modgraph models --profile smoke --executor local --poll 1
+	mkdir -p _build && set -o pipefail && \
+		$(BIN)/python -m modgraph models --profile smoke --executor local --poll 1 | tee _build/smoke-models-again.txt
 	MODGRAPH_REQUEST_LOG=$(CURDIR)/_build/smoke-requests.jsonl $(BIN)/python -m modgraph.book build --profile smoke
-	$(BIN)/python -m pytest -q -m "browser or built" tests/test_book_browser.py tests/test_plan.py
+	$(BIN)/python -m pytest -q -m "browser or built" tests/test_book_browser.py tests/test_plan.py tests/test_cluster.py
 
 book: setup shared-data
 	$(BIN)/python -m modgraph.book build --profile $(PROFILE) $(BOOK_FLAGS)

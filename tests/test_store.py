@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import hashlib
 import json
+import multiprocessing
+import subprocess
+import sys
 import time
 
 import pytest
@@ -17,11 +21,13 @@ from modgraph.data import load_dataset
 from modgraph.models import create_model
 from modgraph.store import (
     INITIALISERS,
+    REQUEST_LOG_ENV,
     ModelSpec,
     _check_fits,
     get_model,
     load_checkpoint,
     model_dir,
+    model_lock,
     spec_hash,
 )
 from modgraph.train import get_recipe
@@ -309,8 +315,6 @@ def test_concurrent_requests_train_once_and_the_second_loads(home, monkeypatch):
 def test_model_lock_excludes_other_holders_until_released(home):
     import threading
 
-    from modgraph.store import model_lock
-
     spec = ModelSpec(**TINY, epochs=1, seed=11)
     outcome = []
     with model_lock(spec) as folder:
@@ -331,6 +335,56 @@ def test_model_lock_excludes_other_holders_until_released(home):
     assert outcome == ["timed out"]
     with model_lock(spec, timeout=0.2, progress=False):
         pass
+
+
+def _train_or_load(spec: ModelSpec, start, results) -> None:
+    """In a fresh process: wait for ``start``, get ``spec`` from the store, put (trained?, sha256 of its weights)."""
+    torch.set_num_threads(1)
+    start.wait()
+    stored = get_model(spec, device="cpu", progress=False)
+    digest = hashlib.sha256()
+    for name, tensor in stored.model.state_dict().items():
+        digest.update(name.encode() + tensor.numpy().tobytes())
+    results.put((stored.trained, digest.hexdigest()))
+
+
+@pytest.mark.slow
+def test_two_processes_asking_for_one_model_train_it_once(home, tmp_path, monkeypatch):
+    log = tmp_path / "requests.jsonl"
+    monkeypatch.setenv(REQUEST_LOG_ENV, str(log))
+    spec = ModelSpec(**TINY, epochs=2, seed=12)
+    ctx = multiprocessing.get_context("spawn")
+    start, results = ctx.Barrier(2), ctx.SimpleQueue()
+    workers = [ctx.Process(target=_train_or_load, args=(spec, start, results)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=3600)  # a worker that died before the barrier leaves the other waiting
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    (trained_a, weights_a), (trained_b, weights_b) = results.get(), results.get()
+    assert sorted([trained_a, trained_b]) == [False, True] and weights_a == weights_b
+    assert sorted(json.loads(line)["trained"] for line in log.read_text().splitlines()) == [False, True]
+
+
+def test_a_killed_holders_lock_is_free_at_once(home, tmp_path):
+    spec = ModelSpec(**TINY, epochs=1, seed=13)
+    held = tmp_path / "held"
+    code = (f"import pathlib, time\nfrom modgraph.store import ModelSpec, model_lock\n"
+            f"with model_lock(ModelSpec(**{TINY!r}, epochs=1, seed=13)):\n"
+            f"    pathlib.Path({str(held)!r}).touch()\n    time.sleep(600)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        while not held.exists():
+            assert holder.poll() is None, "the holder died before it took the lock"
+            time.sleep(0.05)
+        with pytest.raises(TimeoutError):
+            with model_lock(spec, timeout=0.2, progress=False):
+                pass
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs in the holder
+        holder.wait()
+    with model_lock(spec, timeout=5, progress=False) as folder:
+        assert folder.with_name(folder.name + ".lock").exists()  # the file stays; only a live holder counts
 
 
 def test_load_checkpoint_checks_what_the_file_records(stored, tmp_path):

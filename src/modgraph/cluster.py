@@ -20,20 +20,23 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence, TextIO
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
 try:
     import submitit
+    from submitit.core.utils import FailedJobError
 except ImportError as err:  # an optional dependency: the `cluster` extra
     raise ImportError("modgraph.cluster needs submitit: pip install 'modgraph[cluster]' (make setup installs it)"
                       ) from err
 
 from modgraph import paths
-from modgraph.plan import Derived, Plan, PlanItem
 from modgraph.registry import Registry
 from modgraph.store import ModelSpec, get_model, spec_hash
+
+if TYPE_CHECKING:  # every job imports this module: the plan (the book, the caches) and pandas would add seconds
+    import pandas as pd
+
+    from modgraph.plan import Derived, Plan, PlanItem
 
 __all__ = ["EXECUTORS", "ClusterSettings", "TrainJob", "JobRow", "RunReport", "train_plan"]
 
@@ -126,7 +129,7 @@ class TrainJob(submitit.helpers.Checkpointable):
 
     def __call__(self, request: ModelSpec | Derived) -> dict[str, Any]:
         os.environ["MODGRAPH_HOME"] = self.home
-        spec = request.resolve(device=self.device, progress=False) if isinstance(request, Derived) else request
+        spec = request if isinstance(request, ModelSpec) else request.resolve(device=self.device, progress=False)
         if spec is None:
             return {"hash": None, "trained": False, "note": "nothing to train"}
         stored = get_model(spec, device=self.device, progress=True)
@@ -150,8 +153,8 @@ class JobRow:
         return "" if self.job is None else str(self.job.job_id)
 
     def logs(self) -> tuple[str, str]:
-        """The job's stdout and stderr files (relative to the project root)."""
-        if self.job is None:
+        """The job's stdout and stderr files (relative to the project root); none for a debug job (it prints here)."""
+        if self.job is None or isinstance(self.job, submitit.DebugJob):
             return "", ""
         return paths.relative(self.job.paths.stdout), paths.relative(self.job.paths.stderr)
 
@@ -173,6 +176,8 @@ class RunReport:
 
     def table(self) -> pd.DataFrame:
         """Model, state, job id, log file, error."""
+        import pandas as pd
+
         return pd.DataFrame([{"model": row.item.label, "state": row.state, "job": row.job_id,
                               "log": row.logs()[1], "error": row.error} for row in self.rows],
                             columns=["model", "state", "job", "log", "error"])
@@ -182,7 +187,8 @@ class RunReport:
         text = f"{self.submitted} job(s) in {self.seconds:.0f} s" + (f": {counts}" if counts else ": nothing to train")
         for row in self.failed:
             out, err = row.logs()
-            text += f"\n  FAILED {row.item.label}: {row.error}" + (f"\n    logs: {err} {out}" if err else "")
+            text += f"\n  {row.state.upper()} {row.item.label}: {row.error}"
+            text += f"\n    logs: {err} {out}" if err else ""
         return text
 
 
@@ -195,18 +201,34 @@ def _first_line(text: str) -> str:
     return " ".join(str(text).split())[:300]
 
 
+def _job_error(err: BaseException) -> str:
+    """One line naming why a job failed: the job's own exception (the end of the trace submitit reports), else
+    ``err`` (e.g. ``UncompletedJobError``: the job died without a result)."""
+    if isinstance(err, FailedJobError):
+        parts = str(err).split("-" * 22 + "\n")
+        lines = parts[1].rstrip().splitlines() if len(parts) > 2 else []
+        indented = [i for i, line in enumerate(lines) if line.startswith(" ")]
+        raised = lines[indented[-1] + 1:] if indented else lines[-1:]
+        if raised:
+            return _first_line(" ".join(raised))
+    return _first_line(f"{type(err).__name__}: {err}")
+
+
 def _poll(row: JobRow) -> None:
+    """Update ``row`` from its job; a debug job runs here, on the first poll."""
     job = row.job
     if row.state in ("done", "failed") or job is None:
         return
-    if job.done():
-        try:
-            row.result = job.result()
-            row.state = "done"
-        except Exception as err:  # submitit re-raises the job's error (or UncompletedJobError) here
-            row.state, row.error = "failed", _first_line(f"{type(err).__name__}: {err}").split(" Traceback")[0]
-        return
-    row.state = _STATES.get(str(job.state).split(" ")[0].upper(), "queued")
+    try:
+        if isinstance(job, submitit.DebugJob):
+            job.submission().result()  # DebugJob.done() would run it too, but open pdb when it fails
+        if not job.done():
+            row.state = _STATES.get(str(job.state).split(" ")[0].upper(), "queued")
+            return
+        row.result = job.result()
+        row.state = "done"
+    except Exception as err:  # submitit re-raises the job's error (or UncompletedJobError) here
+        row.state, row.error = "failed", _job_error(err)
 
 
 def _show(rows: Sequence[JobRow], out: TextIO, changed: Sequence[JobRow]) -> None:
