@@ -31,7 +31,8 @@ from modgraph.selection import default_tokens, select_layers
 from modgraph.graph import SIMILARITIES, graph_from_neighbours, modularity, nearest_neighbours, warn_if_tied
 from modgraph.models import TAPS
 
-__all__ = ["CurveSettings", "Curve", "curve_from_features", "modularity_curve", "modularity_sweep"]
+__all__ = ["CurveSettings", "Curve", "sample_union", "check_inputs", "curve_from_features", "modularity_curve",
+           "modularity_sweep"]
 
 _RESERVED = (
     "n", "k", "similarity", "repeats", "seed", "tap", "device", "code_version", "hardware",
@@ -208,6 +209,26 @@ class Curve:
         return f"{head}" + (f" ({settings})" if settings else "") + "\n" + body
 
 
+def sample_union(n_images: int, ns: Sequence[int], repeats: int, seed: int
+                 ) -> tuple[np.ndarray, dict[int, list[np.ndarray]]]:
+    """The sample sets of every ``n`` in ``ns`` and the images they use.
+
+    Returns the sorted union (U,) of ``data.sample_indices(n_images, n,
+    repeats, seed)`` over ``ns``, and ``n`` -> its ``repeats`` sets as rows of
+    that union, so the model runs once over ``images[union]``.
+    """
+    sets_by_n = {n: sample_indices(n_images, n, repeats, seed) for n in ns}
+    union = np.unique(np.concatenate([idx for sets in sets_by_n.values() for idx in sets]))
+    return union, {n: [np.searchsorted(union, idx) for idx in sets] for n, sets in sets_by_n.items()}
+
+
+def check_inputs(images: torch.Tensor, labels: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``labels`` as a numpy array (N,), after checking that ``images`` is a (N, 3, H, W) tensor with one label each."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ValueError(f"images must be a (N, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+    return _labels(labels, images.shape[0])
+
+
 def curve_from_features(
     features_by_layer: Iterable[tuple[str, torch.Tensor]] | Mapping[str, torch.Tensor],
     labels: torch.Tensor | np.ndarray,
@@ -306,16 +327,12 @@ def modularity_sweep(
     bad = [(n, k) for n in ns for k in ks if not 1 <= k < n]
     if bad:
         raise ValueError(f"every k must satisfy 1 <= k < n; invalid (n, k) settings: {bad}")
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise ValueError(f"images must be a (N, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
-    labels = _labels(labels, images.shape[0])
+    labels = check_inputs(images, labels)
     caller = dict(meta or {})
     clash = sorted(set(caller) & set(_RESERVED))
     if clash:
         raise ValueError(f"meta may not set {', '.join(clash)}: the curve records them itself")
-    sets_by_n = {n: sample_indices(images.shape[0], n, repeats, seed) for n in ns}
-    union = np.unique(np.concatenate([idx for sets in sets_by_n.values() for idx in sets]))
-    local = {n: [np.searchsorted(union, idx) for idx in sets] for n, sets in sets_by_n.items()}
+    union, local = sample_union(images.shape[0], ns, repeats, seed)
     device = resolve_device(device)
     reading = {"layer_selection": None if layers is None else list(layers),
                "tokens": default_tokens(model) if tokens is None else tokens, "output_key": output_key}
