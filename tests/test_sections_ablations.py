@@ -177,9 +177,9 @@ def test_cached_ablation_computes_once_per_setting(stub_store):
         abl.cached_ablation(spec, asdict(settings), progress=False)
 
 
-def test_summary_table_reads_the_reference_and_untrained_curves():
+def test_reference_table_reads_the_reference_and_untrained_curves():
     result = synthetic({10: 0.88, 20: 0.85})
-    row = abl.summary_table({"m": result}).iloc[0]
+    row = abl.reference_table({"m": result}).iloc[0]
     assert row["layers"] == 6 and row["Q last layer"] == pytest.approx(0.9)
     assert row["Q first layer, initial weights"] == pytest.approx(0.3)
     assert row["Q last layer, initial weights"] == pytest.approx(0.35)

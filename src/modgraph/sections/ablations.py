@@ -45,7 +45,7 @@ __all__ = [
     "measure_ablation",
     "cached_ablation",
     "ablation_study",
-    "summary_table",
+    "reference_table",
 ]
 
 
@@ -365,7 +365,7 @@ def ablation_study(
             for spec in tqdm(specs, desc="ablations", disable=not progress)}
 
 
-def summary_table(study: Mapping[str, ModelAblation]) -> pd.DataFrame:
+def reference_table(study: Mapping[str, ModelAblation]) -> pd.DataFrame:
     """One row per model: layers, test accuracy (%), and the reference curve's first- and last-layer Q
     after training and at the initial weights."""
     rows = [{"model": model, "layers": len(r.reference.layers), "test accuracy (%)": r.meta.get("test_accuracy"),
