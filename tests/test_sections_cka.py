@@ -26,7 +26,7 @@ def test_claims_on_known_structure_and_too_few_layers():
         LayerComparison(Curve(("a", "b"), [[0.1, 0.5]]), np.eye(3))
 
 
-def test_summary_table_reads_the_comparison():
+def test_comparison_table_reads_the_comparison():
     q = np.array([0.2, 0.5, 0.7])
     cka_values = np.array([[1.0, 0.8, 0.3], [0.8, 1.0, 0.6], [0.3, 0.6, 1.0]])
     comparison = LayerComparison(Curve(("a", "b", "c"), [q.tolist()]), cka_values, {"test_accuracy": 91.5})
@@ -38,24 +38,21 @@ def test_summary_table_reads_the_comparison():
 def test_cached_comparison_per_weights_computes_once(stub_store):
     from modgraph import store
     from modgraph.data import load_dataset
-    from modgraph.store import initial_model
 
     spec = store.ModelSpec("resnet20", "digits", recipe="smoke", seed=0, width=0.25)
     data = load_dataset("digits", "test", progress=False)
     trained = create_model("resnet20", num_classes=10, width=0.25, mean=data.mean, std=data.std, seed=7)
     calls = stub_store(trained, 0.25)
     settings = CurveSettings(n=12, k=3, repeats=1, seed=0)
-    first = sc.cached_comparison(spec, settings, progress=False)
-    assert sc.cached_comparison(spec, settings, progress=False).to_dict() == first.to_dict() and len(calls) == 1
+    first = sc.cached_comparison(store.Trained(spec), settings, progress=False)
+    assert sc.cached_comparison(store.Trained(spec), settings, progress=False).to_dict() == first.to_dict() and len(calls) == 1
     assert first.meta["weights"] == "trained" and first.meta["test_accuracy"] == 25.0
     images, labels = data.tensors()
-    direct = compare_layers(initial_model(spec, data), images, labels, settings, progress=False)
-    control = sc.cached_comparison(spec, settings, weights="initial", progress=False)
+    direct = compare_layers(store.resolve(store.Initial(spec)).model, images, labels, settings, progress=False)
+    control = sc.cached_comparison(store.Initial(spec), settings, progress=False)
     assert len(calls) == 1 and control.meta["weights"] == "initial"
     np.testing.assert_allclose(control.cka, direct.cka)
     assert control.curve.values == direct.curve.values
-    with pytest.raises(ValueError, match="unknown weights 'final'; valid choices: initial, trained"):
-        sc.cached_comparison(spec, settings, weights="final", progress=False)
 
 
 def test_comparison_claims_read_the_agreement_and_mantel_p():

@@ -6,6 +6,7 @@ import argparse
 import copy
 import dataclasses
 import json
+import math
 import time
 
 import pytest
@@ -355,9 +356,8 @@ def test_load_checkpoint_checks_what_the_file_records(stored, tmp_path):
         load_checkpoint(tmp_path / "folder")
 
 
-def test_initial_model_is_the_stores_starting_point(tmp_path, monkeypatch):
+def test_initial_weights_are_the_stores_starting_point(tmp_path, monkeypatch):
     from modgraph import store
-    from modgraph.data import load_dataset
 
     monkeypatch.setenv("MODGRAPH_HOME", str(tmp_path))
     seen = {}
@@ -373,9 +373,21 @@ def test_initial_model_is_the_stores_starting_point(tmp_path, monkeypatch):
     spec = store.ModelSpec("vgg11", "digits", recipe="smoke", seed=5, width=0.0625)
     with pytest.raises(Stop):
         store.get_model(spec, device="cpu", progress=False)
-    mine = store.initial_model(spec, load_dataset("digits", "test", progress=False)).state_dict()
+    initial = store.resolve(store.Initial(spec), device="cpu", progress=False)
+    mine = initial.model.state_dict()
+    assert initial.meta == {"spec": spec.canonical(), "test_accuracy": None} and not initial.model.training
     assert mine.keys() == seen["state"].keys()
     assert all(torch.equal(mine[k], seen["state"][k]) for k in mine)
     child = store.ModelSpec("vgg11", "digits", recipe="smoke", width=0.0625, parent=spec)
     with pytest.raises(ValueError, match="parent"):
-        store.initial_model(child, load_dataset("digits", "test", progress=False))
+        store.Initial(child)
+    with pytest.raises(ValueError, match="source must be a Trained, Snapshot, Initial or WeightsFile, got str"):
+        store.resolve("initial")
+
+
+def test_accuracy_percent():
+    from modgraph import store
+
+    assert store.accuracy_percent({"final_test_acc": 0.9478}) == 94.78
+    assert store.accuracy_percent({}) is None
+    assert math.isclose(store.accuracy_percent({"final_test_acc": 1}), 100.0)

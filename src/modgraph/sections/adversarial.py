@@ -5,25 +5,23 @@ test images per wanted example (a seeded random subset, in index order) to
 :func:`modgraph.attacks.adversarial_examples`, which attacks the correctly
 classified ones until ``n`` attacks succeed, and caches the result under
 ``data/cache/adversarial/<key>.pt`` beside ``<key>.json`` (config, metrics,
-code version). The key hashes the model's spec, the attack, its resolved
-parameters, ``n``, ``pool``, ``seed``, the batch size and the source of the
-code that makes the examples, so a plotting change reuses them and a change
-to the attack code recomputes them.
+code version). The key (:func:`modgraph.cache.entry_key`, as for every cached
+result) hashes the model's spec, the attack, its resolved parameters, ``n``,
+``pool``, ``seed``, the batch size and the code that makes the examples, so a
+plotting change reuses them and a change to the attack code recomputes them.
 
 :func:`attack_curves` measures the modularity curve of the adversarial images
 and of the clean images they came from, labelled by their true classes: one
 sample set of all found examples each, so the two curves are a paired
 comparison on the same images. :func:`adversarial_study` does this for every
 pair and adds each model's clean curve on ``n`` random test samples
-(:func:`modgraph.cache.cached_curve`) as a reference.
+(:func:`modgraph.cache.curve`) as a reference.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -54,9 +52,9 @@ __all__ = [
     "adversarial_study",
 ]
 
-ATTACK_CODE = ("modgraph.attacks", "modgraph.compat", "modgraph.data", "modgraph.models")
-"""Modules whose source determines the adversarial examples of a stored model (part of the cache key,
-with the source of the functions of this module that draw and attack the candidates)."""
+ATTACK_CODE = ("modgraph.sections.adversarial",)
+"""The code of the adversarial examples of a stored model: this module, which draws the candidates, with all it
+imports (the attacks, the store); part of their cache key."""
 
 
 def peak_gap(adversarial: Sequence[float] | np.ndarray, clean: Sequence[float] | np.ndarray) -> float:
@@ -188,16 +186,13 @@ def _config(spec: "ModelSpec", attack: str, settings: AdversarialSettings) -> di
 def adversarial_key(spec: "ModelSpec", attack: str, settings: AdversarialSettings) -> str:
     """20 hex digits naming the cached examples of ``attack`` on ``spec``'s model under ``settings``.
 
-    Hashes the model's spec, the attack's resolved parameters, the number of
-    examples wanted, ``pool``, ``seed``, the batch size, the source of :data:`ATTACK_CODE`
-    and that of :func:`cached_adversarial` and its helpers.
+    :func:`modgraph.cache.entry_key` of the model's spec, the attack's resolved
+    parameters, the number of examples wanted, ``pool``, ``seed``, the batch
+    size, and the code of :data:`ATTACK_CODE`.
     """
-    from modgraph.cache import source_hash
+    from modgraph.cache import entry_key
 
-    own = "".join(inspect.getsource(fn) for fn in (_candidates, _config, cached_adversarial))
-    blob = {"config": _config(spec, attack, settings), "code": source_hash(ATTACK_CODE),
-            "own": hashlib.sha256(own.encode()).hexdigest()}
-    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=provenance._jsonable).encode()).hexdigest()[:20]
+    return entry_key(_config(spec, attack, settings), ATTACK_CODE)
 
 
 def cached_adversarial(
@@ -433,10 +428,11 @@ def adversarial_study(
 
     ``seed`` is the models' training seed (``settings.curve.seed`` drives the
     attacks). Attack results and curves come from the caches; each model's
-    clean reference curve is :func:`modgraph.cache.cached_curve` on
+    clean reference curve is :func:`modgraph.cache.curve` on
     ``settings.curve.n`` test samples.
     """
-    from modgraph.cache import cached_curve, trained_specs
+    from modgraph.cache import curve, trained_specs
+    from modgraph.store import Trained
 
     if not isinstance(settings, AdversarialSettings):
         raise ValueError(f"settings must be an AdversarialSettings, got {type(settings).__name__}")
@@ -444,7 +440,7 @@ def adversarial_study(
         raise ValueError(f"archs must be a non-empty list of model names, got {archs!r}")
     specs = trained_specs(archs, dataset, recipe=recipe, width=width, epochs=epochs, seed=seed)
     s = settings
-    references = {spec.arch: cached_curve(spec, s.curve, split="test", device=device, progress=progress)
+    references = {spec.arch: curve(Trained(spec), s.curve, device=device, progress=progress)
                   for spec in specs}
     outcomes = []
     jobs = [(spec, attack) for spec in specs for attack in s.attacks]

@@ -6,25 +6,19 @@ caches it per model and weights, gathers a study, and states its claims.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import pandas as pd
-from torch import nn
 from tqdm.auto import tqdm
 
 from modgraph.cka import LayerComparison, compare_layers
 from modgraph.claims import Claim, check
 from modgraph.curve import CurveSettings
 from modgraph.paper import AGREEMENT_THRESHOLD, SIGNIFICANCE
-from modgraph.registry import Registry
-
-if TYPE_CHECKING:
-    from modgraph.data import ArrayDataset
-    from modgraph.store import ModelSpec
+from modgraph.store import ModelSpec, Trained, WeightsSource, resolve
 
 __all__ = [
     "comparison_claims",
-    "WEIGHTS",
     "cached_comparison",
     "comparison_study",
     "comparison_table",
@@ -48,62 +42,32 @@ def comparison_claims(comparison: LayerComparison, *, scope: str, source: str = 
     ]
 
 
-def _trained_weights(spec: "ModelSpec", data: "ArrayDataset", device: str | None,
-                     progress: bool) -> tuple[nn.Module, dict[str, Any]]:
-    from modgraph import cache
-    from modgraph.store import get_model
-
-    stored = get_model(spec, device=device, progress=progress)
-    return stored.model, {"weights": "trained", "test_accuracy": cache.accuracy_percent(stored.metrics)}
-
-
-def _initial_weights(spec: "ModelSpec", data: "ArrayDataset", device: str | None,
-                     progress: bool) -> tuple[nn.Module, dict[str, Any]]:
-    from modgraph.store import initial_model
-
-    return initial_model(spec, data), {"weights": "initial", "test_accuracy": None}
-
-
-WEIGHTS: Registry[Callable[["ModelSpec", "ArrayDataset", str | None, bool], tuple[nn.Module, dict[str, Any]]]] = (
-    Registry("weights"))
-"""Which weights of a spec to compare: name -> fn(spec, data, device, progress) -> (model, meta)."""
-WEIGHTS.register("trained", _trained_weights)
-WEIGHTS.register("initial", _initial_weights)
-
-
 def cached_comparison(
-    spec: "ModelSpec",
+    source: WeightsSource,
     settings: CurveSettings = CurveSettings(),
     *,
-    weights: str = "trained",
     debiased: bool = False,
     device: str | None = None,
     progress: bool = True,
 ) -> LayerComparison:
-    """:func:`compare_layers` of the model ``spec`` on its data set's test split, cached.
-
-    ``weights`` (a :data:`WEIGHTS` name): ``trained`` takes the model from
-    :func:`modgraph.store.get_model` (trained on first use), ``initial`` the
-    same network at the weights its training starts from
-    (:func:`modgraph.store.initial_model`). The result is cached
-    under ``data/cache/cka/`` keyed by spec, weights, settings and code.
-    """
+    """:func:`modgraph.cka.compare_layers` of the network at the weights ``source`` names (e.g.
+    :class:`modgraph.store.Trained` or :class:`modgraph.store.Initial` of a spec) on its data set's test split,
+    cached under ``data/cache/cka/`` keyed by weights, settings and code. ``meta["weights"]`` is the source's kind."""
     from modgraph import cache
     from modgraph.data import load_dataset
 
-    load_weights = WEIGHTS.get(weights)
-    config = {"model": spec.canonical(), "weights": weights.lower(), "dataset": spec.dataset, "split": "test",
-              **settings.to_dict(), "debiased": debiased}
+    config = {"weights": source.key(), "dataset": source.dataset, "split": "test", **settings.to_dict(),
+              "debiased": debiased}
 
     def compute() -> dict:
-        data = load_dataset(spec.dataset, "test", progress=progress)
-        model, info = load_weights(spec, data, device, progress)
-        images, labels = data.tensors()
-        meta = {"model": spec.arch, "dataset": spec.dataset, "split": "test", "spec": spec.canonical(), **info}
-        return compare_layers(model, images, labels, settings, debiased=debiased, device=device, meta=meta,
+        weights = resolve(source, device=device, progress=progress)
+        images, labels = load_dataset(source.dataset, "test", progress=progress).tensors()
+        meta = {"model": source.arch, "dataset": source.dataset, "split": "test", **weights.meta,
+                "weights": source.kind}
+        return compare_layers(weights.model, images, labels, settings, debiased=debiased, device=device, meta=meta,
                               progress=progress).to_dict()
 
-    code = cache.CURVE_CODE + ("modgraph.cka", "modgraph.sections.cka", "modgraph.store")
+    code = cache.CURVE_CODE + ("modgraph.cka", "modgraph.store")
     return LayerComparison.from_dict(cache.cached("cka", config, compute, code=code))
 
 
@@ -116,20 +80,20 @@ def comparison_study(
     width: float = 1.0,
     epochs: int | None = None,
     seed: int = 0,
-    weights: str = "trained",
+    weights: Callable[[ModelSpec], WeightsSource] = Trained,
     debiased: bool = False,
     device: str | None = None,
     progress: bool = True,
 ) -> dict[str, LayerComparison]:
-    """:func:`cached_comparison` (``settings``, ``weights``, ``debiased``) of every ``arch`` of the store trained
-    on ``dataset`` with training seed ``seed``: arch -> comparison."""
+    """:func:`cached_comparison` (``settings``, ``debiased``) of every ``arch`` of the store trained on ``dataset``
+    with training seed ``seed``, at the weights ``weights(spec)`` (default :class:`modgraph.store.Trained`;
+    :class:`modgraph.store.Initial` for the untrained control): arch -> comparison."""
     from modgraph.cache import trained_specs
 
     if isinstance(archs, str) or not archs:
         raise ValueError(f"archs must be a non-empty list of model names, got {archs!r}")
     specs = trained_specs(archs, dataset, recipe=recipe, width=width, epochs=epochs, seed=seed)
-    return {spec.arch: cached_comparison(spec, settings, weights=weights, debiased=debiased, device=device,
-                                         progress=progress)
+    return {spec.arch: cached_comparison(weights(spec), settings, debiased=debiased, device=device, progress=progress)
             for spec in tqdm(specs, desc="CKA", disable=not progress)}
 
 

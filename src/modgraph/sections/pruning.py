@@ -130,8 +130,9 @@ class PruneSettings:
     def curve_of(self, spec: "ModelSpec", *, device: str | None = None, progress: bool = True) -> "Curve":
         """The cached test-split curve (:attr:`curve`) of the stored model ``spec`` (trained on first use)."""
         from modgraph import cache
+        from modgraph.store import Trained
 
-        return cache.cached_curve(spec, self.curve, device=device, progress=progress)
+        return cache.curve(Trained(spec), self.curve, device=device, progress=progress)
 
 
 def _pairs(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -478,10 +479,9 @@ def prune_by_curve(parent: "ModelSpec", settings: PruneSettings, *, device: str 
     removed, the pruned model is fine-tuned from the parent through the store
     (``settings.finetune_epochs``), and thop counts both models for one image.
     """
-    from modgraph import cache
     from modgraph.data import load_dataset
     from modgraph.prune import complexity
-    from modgraph.store import get_model
+    from modgraph.store import accuracy_percent, get_model
 
     stored = get_model(parent, device=device, progress=progress)
     model = stored.model
@@ -492,11 +492,11 @@ def prune_by_curve(parent: "ModelSpec", settings: PruneSettings, *, device: str 
     before = complexity(model, size)
     if removed:
         pruned = get_model(pruned_spec(parent, removed, settings), device=device, progress=progress)
-        after, pruned_accuracy = complexity(pruned.model, size), cache.accuracy_percent(pruned.metrics)
+        after, pruned_accuracy = complexity(pruned.model, size), accuracy_percent(pruned.metrics)
     else:
         after, pruned_accuracy = before, None
     return PruneResult(parent.arch, parent.dataset, float(settings.threshold), curve, tuple(verdicts), removed,
-                       refused, cache.accuracy_percent(stored.metrics), pruned_accuracy, before, after,
+                       refused, accuracy_percent(stored.metrics), pruned_accuracy, before, after,
                        authors_complexity(parent.dataset, test.num_classes, size))
 
 
