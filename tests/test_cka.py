@@ -142,14 +142,6 @@ def test_bad_input_raises() -> None:
         cka_matrix([])
 
 
-def clustered_images(n_per_class: int = 12, classes: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.arange(classes).repeat_interleave(n_per_class)
-    base = torch.rand(classes, 3, 1, 1, generator=gen)
-    noise = torch.rand(len(labels), 3, 32, 32, generator=gen)
-    return (0.6 * base[labels] + 0.4 * noise).clamp(0, 1), labels
-
-
 def tiny_resnet() -> torch.nn.Module:
     return create_model("resnet20", num_classes=4, width=0.25, seed=2)
 
@@ -199,8 +191,8 @@ def test_mantel_p_value_separates_shared_and_unrelated_structure():
         mantel_test(A, A, permutations=0)
 
 
-def test_one_pass_equals_direct_curve_and_direct_cka():
-    images, labels = clustered_images()
+def test_one_pass_equals_direct_curve_and_direct_cka(clustered_images):
+    images, labels = clustered_images(12)
     model = tiny_resnet()
     result = compare_layers(model, images, labels, CurveSettings(n=16, k=3, repeats=2, seed=4), progress=False)
     direct = modularity_curve(model, images, labels, n=16, k=3, repeats=2, seed=4, progress=False)
@@ -218,8 +210,8 @@ def test_one_pass_equals_direct_curve_and_direct_cka():
     assert small.curve.values == result.curve.values
 
 
-def test_comparison_matrices_and_round_trip():
-    images, labels = clustered_images()
+def test_comparison_matrices_and_round_trip(clustered_images):
+    images, labels = clustered_images(12)
     result = compare_layers(tiny_resnet(), images, labels, CurveSettings(n=16, k=3, repeats=1, seed=0),
                             meta={"model": "resnet20"}, progress=False)
     np.testing.assert_allclose(result.modularity_difference, difference_matrix(result.curve.mean))
@@ -230,8 +222,8 @@ def test_comparison_matrices_and_round_trip():
 
 
 
-def test_compare_layers_rejects_bad_inputs():
-    images, labels = clustered_images()
+def test_compare_layers_rejects_bad_inputs(clustered_images):
+    images, labels = clustered_images(12)
     with pytest.raises(ValueError, match=r"labels must have shape \(48,\)"):
         compare_layers(tiny_resnet(), images, labels[:5], CurveSettings(n=8), progress=False)
     with pytest.raises(ValueError, match="images must be a"):

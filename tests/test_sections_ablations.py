@@ -17,15 +17,6 @@ from modgraph.sections.ablations import AblationSettings, ModelAblation
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-def clustered_images(n_per_class: int = 16, classes: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """32x32 images whose class sets a colour offset, so features carry class structure."""
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.arange(classes).repeat_interleave(n_per_class)
-    base = torch.rand(classes, 3, 1, 1, generator=gen)
-    noise = torch.rand(len(labels), 3, 32, 32, generator=gen)
-    return (0.6 * base[labels] + 0.4 * noise).clamp(0, 1), labels
-
-
 TINY = AblationSettings(CurveSettings(n=24, k=3, repeats=2, seed=1), ns=(12, 24), small_ks=(3, 5), large_ks=(6, 9))
 
 
@@ -82,8 +73,8 @@ def test_settings_are_normalised_and_validated():
         AblationSettings(ns=100)
 
 
-def test_every_ablation_curve_equals_the_direct_curve_of_its_setting():
-    images, labels = clustered_images()
+def test_every_ablation_curve_equals_the_direct_curve_of_its_setting(clustered_images):
+    images, labels = clustered_images(16)
     model, start = tiny_models()
     result = abl.measure_ablation(model, start, images, labels, TINY, name="vgg11", progress=False)
     direct = lambda m, **kw: modularity_curve(m, images, labels, repeats=2, seed=1, progress=False, **kw).array  # noqa: E731
@@ -96,8 +87,8 @@ def test_every_ablation_curve_equals_the_direct_curve_of_its_setting():
     assert result.untrained.meta["weights"] == "initial" and result.alternative.meta["similarity"] == "pearson"
 
 
-def test_same_seed_same_numbers_and_json_round_trip():
-    images, labels = clustered_images()
+def test_same_seed_same_numbers_and_json_round_trip(clustered_images):
+    images, labels = clustered_images(16)
     model, start = tiny_models()
     a = abl.measure_ablation(model, start, images, labels, TINY, name="vgg11", progress=False)
     b = abl.measure_ablation(model, start, images, labels, TINY, name="vgg11", progress=False)

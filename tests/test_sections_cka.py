@@ -64,6 +64,6 @@ def test_comparison_claims_read_the_agreement_and_mantel_p():
     assert p.value == pytest.approx(result.mantel_p(99)) and p.holds == (p.value < 0.05)
 
 
-def test_comparison_study_rejects_a_string_of_archs():
-    with pytest.raises(ValueError, match="archs must be a non-empty list"):
-        sc.comparison_study("resnet18", "digits", recipe="smoke")
+def test_comparison_study_needs_specs():
+    with pytest.raises(ValueError, match="specs must be a non-empty list of ModelSpec"):
+        sc.comparison_study([])

@@ -391,3 +391,13 @@ def test_accuracy_percent():
     assert store.accuracy_percent({"final_test_acc": 0.9478}) == 94.78
     assert store.accuracy_percent({}) is None
     assert math.isclose(store.accuracy_percent({"final_test_acc": 1}), 100.0)
+
+
+def test_check_specs_wants_a_list_of_specs():
+    from modgraph import store
+
+    spec = store.ModelSpec("vgg11", "digits", recipe="smoke")
+    assert store.check_specs((spec,)) == [spec]
+    for bad in ([], "vgg11", spec, ["vgg11"]):
+        with pytest.raises(ValueError, match="specs must be a non-empty list of ModelSpec"):
+            store.check_specs(bad)

@@ -21,7 +21,7 @@ functions of the two ``(L, L)`` difference matrices ``|Q_i - Q_j|`` and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence, Unpack
 
 import numpy as np
 import torch
@@ -30,7 +30,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from modgraph.curve import Curve, CurveSettings, check_inputs, curve_from_features, sample_union
-from modgraph.features import iter_layer_features, layer_names
+from modgraph.features import Reading, iter_layer_features
+from modgraph.selection import select_layers
 
 __all__ = [
     "centred_gram",
@@ -279,15 +280,14 @@ def compare_layers(
     settings: CurveSettings = CurveSettings(),
     *,
     debiased: bool = False,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-    max_bytes: int = 2**31,
     meta: Mapping[str, Any] | None = None,
     progress: bool = True,
+    **reading: Unpack[Reading],
 ) -> LayerComparison:
     """Modularity curve and linear CKA matrix of ``model`` on the sample sets of ``settings``.
 
-    ``images`` (N, 3, H, W) in [0, 1], ``labels`` (N,). The samples are those of
+    ``images`` (N, 3, H, W) in [0, 1], ``labels`` (N,); ``reading`` as for
+    :func:`modgraph.curve.modularity_curve`. The samples are those of
     :func:`modgraph.curve.modularity_curve` with the same ``settings`` (so the
     curve equals it); one feature pass serves both measures.
     """
@@ -297,10 +297,9 @@ def compare_layers(
     grams: list[list[torch.Tensor]] = []
 
     def features() -> Iterator[tuple[str, torch.Tensor]]:
-        stream = iter_layer_features(model, images[torch.from_numpy(union)], tap=settings.tap, batch_size=batch_size,
-                                     device=device, max_bytes=max_bytes)
-        for name, X in tqdm(stream, total=len(layer_names(model, settings.tap)), desc="layers", unit="layer",
-                            disable=not progress, leave=False):
+        stream = iter_layer_features(model, images[torch.from_numpy(union)], tap=settings.tap, **reading)
+        total = len(select_layers(model, reading.get("layers"), settings.tap))
+        for name, X in tqdm(stream, total=total, desc="layers", unit="layer", disable=not progress, leave=False):
             grams.append([(R @ R.T).cpu() for R in (X[torch.as_tensor(idx, device=X.device)] for idx in sets)])
             yield name, X
 

@@ -60,6 +60,7 @@ from modgraph.train import RESUME_FILE, Recipe, evaluate, get_recipe, snapshot_p
 
 __all__ = [
     "ModelSpec",
+    "check_specs",
     "StoredModel",
     "INITIALISERS",
     "spec_hash",
@@ -198,6 +199,14 @@ class ModelSpec:
             "parent": self.parent.canonical() if self.parent is not None else None, "init": self.init,
             **({"removed": list(self.removed)} if self.removed else {}),
         }
+
+
+def check_specs(specs: Iterable[ModelSpec]) -> list[ModelSpec]:
+    """``specs`` as a list, checked: a non-empty sequence of :class:`ModelSpec` (e.g. :func:`modgraph.cache.trained_specs`)."""
+    items = [] if isinstance(specs, (str, ModelSpec)) else list(specs)
+    if not items or not all(isinstance(spec, ModelSpec) for spec in items):
+        raise ValueError(f"specs must be a non-empty list of ModelSpec (see modgraph.cache.trained_specs), got {specs!r}")
+    return items
 
 
 def spec_hash(spec: ModelSpec) -> str:

@@ -338,28 +338,16 @@ def cached_ablation(
                                 device=device, progress=progress).to_dict()
 
     config = {"model": spec.canonical(), "dataset": spec.dataset, "split": "test", "settings": settings}
-    code = cache.CURVE_CODE + ("modgraph.sections.ablations", "modgraph.store")
-    return ModelAblation.from_dict(cache.cached("ablations", config, compute, code=code))
+    return ModelAblation.from_dict(cache.cached("ablations", config, compute, code=("modgraph.sections.ablations",)))
 
 
-def ablation_study(
-    archs: Sequence[str],
-    dataset: str,
-    settings: AblationSettings,
-    *,
-    recipe: str,
-    width: float = 1.0,
-    epochs: int | None = None,
-    seed: int = 0,
-    device: str | None = None,
-    progress: bool = True,
-) -> dict[str, ModelAblation]:
-    """:func:`cached_ablation` of every ``arch`` trained on ``dataset`` by the store: arch -> ablation."""
-    from modgraph.cache import trained_specs
+def ablation_study(specs: Sequence["ModelSpec"], settings: AblationSettings, *, device: str | None = None,
+                   progress: bool = True) -> dict[str, ModelAblation]:
+    """:func:`cached_ablation` of every stored model of ``specs`` (:func:`modgraph.cache.trained_specs`): arch ->
+    ablation."""
+    from modgraph.store import check_specs
 
-    if isinstance(archs, str) or not archs:
-        raise ValueError(f"archs must be a non-empty list of model names, got {archs!r}")
-    specs = trained_specs(archs, dataset, recipe=recipe, width=width, epochs=epochs, seed=seed)
+    specs = check_specs(specs)
     return {spec.arch: cached_ablation(spec, settings, device=device, progress=progress)
             for spec in tqdm(specs, desc="ablations", disable=not progress)}
 

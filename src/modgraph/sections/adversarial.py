@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from modgraph import paths, provenance
 from modgraph.attacks import ATTACKS, AdversarialResult, adversarial_examples, attack_params
+from modgraph.checks import int_at_least
 from modgraph.claims import Claim, check
 from modgraph.curve import Curve, CurveSettings
 
@@ -64,12 +65,6 @@ def peak_gap(adversarial: Sequence[float] | np.ndarray, clean: Sequence[float] |
     if adv.ndim != 1 or adv.shape != ref.shape or adv.size == 0:
         raise ValueError(f"peak_gap needs two non-empty 1-D curves of equal length, got {adv.shape} and {ref.shape}")
     return float(adv.max() - ref.max())
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -105,10 +100,10 @@ class AdversarialSettings:
         object.__setattr__(self, "attacks", names)
         if not isinstance(self.curve, CurveSettings):
             raise ValueError(f"curve must be a CurveSettings, got {type(self.curve).__name__}")
-        object.__setattr__(self, "pool", _positive_int("pool", self.pool))
-        samples = {a: _positive_int(f"samples[{a!r}]", v) for a, v in self._per_attack("samples").items()}
+        object.__setattr__(self, "pool", int_at_least(self.pool, "pool"))
+        samples = {a: int_at_least(v, f"samples[{a!r}]") for a, v in self._per_attack("samples").items()}
         object.__setattr__(self, "samples", samples)
-        batches = {a: _positive_int(f"batches[{a!r}]", v) for a, v in self._per_attack("batches").items()}
+        batches = {a: int_at_least(v, f"batches[{a!r}]") for a, v in self._per_attack("batches").items()}
         object.__setattr__(self, "batches", batches)
         overrides = self._per_attack("overrides")
         for name, params in overrides.items():
@@ -412,33 +407,21 @@ class AdversarialStudy:
         }
 
 
-def adversarial_study(
-    archs: Sequence[str],
-    dataset: str,
-    settings: AdversarialSettings,
-    *,
-    recipe: str,
-    width: float = 1.0,
-    epochs: int | None = None,
-    seed: int = 0,
-    device: str | None = None,
-    progress: bool = True,
-) -> AdversarialStudy:
-    """Every attack of ``settings`` on every ``arch`` trained on ``dataset`` by the store, with curves.
+def adversarial_study(specs: Sequence["ModelSpec"], settings: AdversarialSettings, *, device: str | None = None,
+                      progress: bool = True) -> AdversarialStudy:
+    """Every attack of ``settings`` on every stored model of ``specs`` (:func:`modgraph.cache.trained_specs`),
+    with curves.
 
-    ``seed`` is the models' training seed (``settings.curve.seed`` drives the
-    attacks). Attack results and curves come from the caches; each model's
-    clean reference curve is :func:`modgraph.cache.curve` on
-    ``settings.curve.n`` test samples.
+    ``settings.curve.seed`` drives the attacks. Attack results and curves come
+    from the caches; each model's clean reference curve is
+    :func:`modgraph.cache.curve` on ``settings.curve.n`` test samples.
     """
-    from modgraph.cache import curve, trained_specs
-    from modgraph.store import Trained
+    from modgraph.cache import curve
+    from modgraph.store import Trained, check_specs
 
     if not isinstance(settings, AdversarialSettings):
         raise ValueError(f"settings must be an AdversarialSettings, got {type(settings).__name__}")
-    if isinstance(archs, str) or not archs:
-        raise ValueError(f"archs must be a non-empty list of model names, got {archs!r}")
-    specs = trained_specs(archs, dataset, recipe=recipe, width=width, epochs=epochs, seed=seed)
+    specs = check_specs(specs)
     s = settings
     references = {spec.arch: curve(Trained(spec), s.curve, device=device, progress=progress)
                   for spec in specs}

@@ -15,7 +15,7 @@ from modgraph.cka import LayerComparison, compare_layers
 from modgraph.claims import Claim, check
 from modgraph.curve import CurveSettings
 from modgraph.paper import AGREEMENT_THRESHOLD, SIGNIFICANCE
-from modgraph.store import ModelSpec, Trained, WeightsSource, resolve
+from modgraph.store import ModelSpec, Trained, WeightsSource, check_specs, resolve
 
 __all__ = [
     "comparison_claims",
@@ -67,34 +67,23 @@ def cached_comparison(
         return compare_layers(weights.model, images, labels, settings, debiased=debiased, device=device, meta=meta,
                               progress=progress).to_dict()
 
-    code = cache.CURVE_CODE + ("modgraph.cka", "modgraph.store")
-    return LayerComparison.from_dict(cache.cached("cka", config, compute, code=code))
+    return LayerComparison.from_dict(cache.cached("cka", config, compute, code=("modgraph.sections.cka",)))
 
 
 def comparison_study(
-    archs: Sequence[str],
-    dataset: str,
+    specs: Sequence[ModelSpec],
     settings: CurveSettings = CurveSettings(),
     *,
-    recipe: str,
-    width: float = 1.0,
-    epochs: int | None = None,
-    seed: int = 0,
     weights: Callable[[ModelSpec], WeightsSource] = Trained,
     debiased: bool = False,
     device: str | None = None,
     progress: bool = True,
 ) -> dict[str, LayerComparison]:
-    """:func:`cached_comparison` (``settings``, ``debiased``) of every ``arch`` of the store trained on ``dataset``
-    with training seed ``seed``, at the weights ``weights(spec)`` (default :class:`modgraph.store.Trained`;
+    """:func:`cached_comparison` (``settings``, ``debiased``) of every model of ``specs``
+    (:func:`modgraph.cache.trained_specs`) at the weights ``weights(spec)`` (default :class:`modgraph.store.Trained`;
     :class:`modgraph.store.Initial` for the untrained control): arch -> comparison."""
-    from modgraph.cache import trained_specs
-
-    if isinstance(archs, str) or not archs:
-        raise ValueError(f"archs must be a non-empty list of model names, got {archs!r}")
-    specs = trained_specs(archs, dataset, recipe=recipe, width=width, epochs=epochs, seed=seed)
     return {spec.arch: cached_comparison(weights(spec), settings, debiased=debiased, device=device, progress=progress)
-            for spec in tqdm(specs, desc="CKA", disable=not progress)}
+            for spec in tqdm(check_specs(specs), desc="CKA", disable=not progress)}
 
 
 def comparison_table(study: Mapping[str, LayerComparison]) -> pd.DataFrame:

@@ -34,6 +34,7 @@ import pandas as pd
 from scipy import stats
 from tqdm.auto import tqdm
 
+from modgraph.checks import int_at_least
 from modgraph.claims import Claim, check
 from modgraph.curve import CurveSettings
 from modgraph.models.resnet_cifar import AUTHORS_RESNET56_DEPTHS
@@ -70,12 +71,6 @@ AUTHORS_TABLE1_ARCHS: dict[str, str] = {ds: f"resnet56_authors_{ds}" for ds in A
 """The pruned ResNet56 architectures the authors released, per data set (registered models)."""
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return int(value)
-
-
 @dataclass(frozen=True)
 class PruneSettings:
     """How the section trains, fine-tunes and measures.
@@ -102,9 +97,9 @@ class PruneSettings:
         get_recipe(self.recipe)
         if not isinstance(self.curve, CurveSettings):
             raise ValueError(f"curve must be a CurveSettings, got {type(self.curve).__name__}")
-        _positive_int(self.finetune_epochs, "finetune_epochs")
+        int_at_least(self.finetune_epochs, "finetune_epochs")
         if self.epochs is not None:
-            _positive_int(self.epochs, "epochs")
+            int_at_least(self.epochs, "epochs")
         if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not self.width > 0:
             raise ValueError(f"width must be a number > 0, got {self.width!r}")
         threshold = self.threshold
