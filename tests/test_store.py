@@ -401,3 +401,23 @@ def test_check_specs_wants_a_list_of_specs():
     for bad in ([], "vgg11", spec, ["vgg11"]):
         with pytest.raises(ValueError, match="specs must be a non-empty list of ModelSpec"):
             store.check_specs(bad)
+
+
+def test_weights_sources_are_keyed_by_what_determines_the_weights(tmp_path):
+    import hashlib
+
+    from modgraph import store
+
+    spec = store.ModelSpec("vgg11", "digits", recipe="smoke")
+    keys = [store.Trained(spec).key(), store.Initial(spec).key(), store.Snapshot(spec, 1).key(),
+            store.Snapshot(spec, 2).key()]
+    assert [k["kind"] for k in keys] == ["trained", "initial", "snapshot", "snapshot"]
+    assert all(k["spec"] == spec.canonical() for k in keys) and keys[2] != keys[3]
+    assert (store.Snapshot(spec, 1).arch, store.Snapshot(spec, 1).dataset) == ("vgg11", "digits")
+    missing = store.WeightsFile("tv_resnet18", str(tmp_path / "none.pth"), "imagenet50")
+    with pytest.raises(ValueError, match="no weights file"):
+        missing.key()
+    path = tmp_path / "w.pth"
+    path.write_bytes(b"abc")
+    assert store.WeightsFile("tv_resnet18", str(path), "imagenet50").key() == {
+        "kind": "file", "arch": "tv_resnet18", "sha256": hashlib.sha256(b"abc").hexdigest()}
