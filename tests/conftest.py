@@ -102,3 +102,18 @@ def bad_input_home(tmp_path_factory):
               {"arch": "vgg11", "dataset": "digits", "width": 0.25, "tap": "block"}).to_json(ckpt["curve_w025"])
         yield SimpleNamespace(root=root, ckpt=ckpt)
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def clustered_images() -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """``clustered_images(n_per_class, classes=4, seed=0)``: 32x32 images whose class sets a colour offset, so
+    features carry class structure, and their labels."""
+
+    def make(n_per_class: int, classes: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = torch.Generator().manual_seed(seed)
+        labels = torch.arange(classes).repeat_interleave(n_per_class)
+        base = torch.rand(classes, 3, 1, 1, generator=gen)
+        noise = torch.rand(len(labels), 3, 32, 32, generator=gen)
+        return (0.6 * base[labels] + 0.4 * noise).clamp(0, 1), labels
+
+    return make

@@ -211,7 +211,7 @@ def test_stamps_rerun_exactly_what_changed(project, fake_execute, fake_build, mo
     assert [c[0] for c in fake_execute] == ["aa_first", "bb_second"]
     assert fake_build[-1][0] == "smoke"
     stamp = json.loads((project / "results/smoke/stamps/aa_first.json").read_text())
-    assert {"template", "params", "library"} <= set(stamp)
+    assert {"template", "params", "code"} <= set(stamp)
 
     fake_execute.clear()
     book.run_book("smoke", progress=False)
@@ -229,23 +229,18 @@ def test_stamps_rerun_exactly_what_changed(project, fake_execute, fake_build, mo
     assert [c[0] for c in fake_execute] == ["bb_second"]
 
     fake_execute.clear()
-    monkeypatch.setattr(book, "library_hash", lambda: "edited library")
+    monkeypatch.setattr(book.provenance, "code_hash", lambda modules: "edited library")
     book.run_book("smoke", progress=False)
     assert [c[0] for c in fake_execute] == ["aa_first", "bb_second"]
 
 
-def test_library_hash_is_content_hash(monkeypatch, tmp_path):
-    import modgraph
-
-    first = book.library_hash()
-    assert first == book.library_hash() and len(first) == 64
-    fake_pkg = tmp_path / "modgraph"
-    fake_pkg.mkdir()
-    (fake_pkg / "__init__.py").write_text("")
-    monkeypatch.setattr(modgraph, "__file__", str(fake_pkg / "__init__.py"))
-    empty = book.library_hash()
-    (fake_pkg / "graph.py").write_text("Q = 1\n")
-    assert book.library_hash() not in (first, empty)
+def test_notebook_code_is_the_modgraph_modules_it_imports(project):
+    write_notebook(project / "notebooks" / "aa_first.ipynb", "aa_first",
+                   body="%matplotlib inline\nfrom modgraph import graph, paper\nfrom modgraph.curve import Curve\n"
+                        "import modgraph.cka as cka\nimport json\n" + BODY)
+    assert book.notebook_code("aa_first") == ("modgraph", "modgraph.cka", "modgraph.curve", "modgraph.graph",
+                                              "modgraph.paper")
+    assert book.notebook_code("bb_second") == ()
 
 
 def test_gpu_profile_stops_on_stale_results_without_cuda(project, fake_execute, fake_build):

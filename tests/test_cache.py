@@ -52,9 +52,9 @@ def test_cache_key_follows_the_source_of_the_named_code(home, tmp_path, monkeypa
     cache.cached("curves", {"k": 3}, lambda: calls.append(1) or 1, code=["fakemath_for_cache"])
     cache.cached("curves", {"k": 3}, lambda: calls.append(1) or 1, code=["fakemath_for_cache"])
     assert len(calls) == 1
-    before = cache.source_hash(["fakemath_for_cache"])
+    before = cache.entry_key({"k": 3}, ["fakemath_for_cache"])
     module.write_text("Q = 2\n")  # the maths changed: the cached value is stale
-    assert cache.source_hash(["fakemath_for_cache"]) != before
+    assert cache.entry_key({"k": 3}, ["fakemath_for_cache"]) != before
     cache.cached("curves", {"k": 3}, lambda: calls.append(1) or 1, code=["fakemath_for_cache"])
     assert len(calls) == 2
     sys.modules.pop("fakemath_for_cache", None)
@@ -66,12 +66,6 @@ def test_cached_rejects_bad_kind_and_unserialisable_values(home):
     with pytest.raises(ValueError, match="not JSON serialisable"):
         cache.cached("curves", {}, lambda: object())
     assert not (paths.cache_dir() / "curves").exists() or not any((paths.cache_dir() / "curves").iterdir())
-
-
-def test_accuracy_percent():
-    assert cache.accuracy_percent({"final_test_acc": 0.9478}) == 94.78
-    assert cache.accuracy_percent({}) is None
-    assert math.isclose(cache.accuracy_percent({"final_test_acc": 1}), 100.0)
 
 
 class FakeStored:
@@ -96,23 +90,23 @@ def fake_store(home, monkeypatch):
     return calls
 
 
-def test_cached_curve_equals_direct_computation_and_is_reused(fake_store):
+def test_curve_of_trained_weights_equals_direct_computation_and_is_reused(fake_store):
     from modgraph.curve import modularity_curve
     from modgraph.data import load_dataset
     from modgraph.models import create_model
-    from modgraph.store import ModelSpec
+    from modgraph.store import ModelSpec, Trained
 
     spec = ModelSpec("vgg11", "digits", recipe="smoke", width=1 / 16)
-    curve = cache.cached_curve(spec, CurveSettings(n=40, k=3, repeats=2, seed=1), progress=False)
+    curve = cache.curve(Trained(spec), CurveSettings(n=40, k=3, repeats=2, seed=1), progress=False)
     images, labels = load_dataset("digits", "test", progress=False).tensors()
     direct = modularity_curve(create_model("vgg11", width=1 / 16, seed=0).eval(), images, labels, n=40, k=3,
                               repeats=2, seed=1, progress=False)
     np.testing.assert_allclose(curve.array, direct.array, rtol=1e-6, atol=1e-9)
     assert curve.layers == direct.layers
     assert curve.meta["test_accuracy"] == 50.0 and curve.meta["model"] == "vgg11"
-    again = cache.cached_curve(spec, CurveSettings(n=40, k=3, repeats=2, seed=1), progress=False)
+    again = cache.curve(Trained(spec), CurveSettings(n=40, k=3, repeats=2, seed=1), progress=False)
     assert again == curve and len(fake_store) == 1  # second call: from the cache, no model needed
-    cache.cached_curve(spec, CurveSettings(n=40, k=5, repeats=2, seed=1), progress=False)
+    cache.curve(Trained(spec), CurveSettings(n=40, k=5, repeats=2, seed=1), progress=False)
     assert len(fake_store) == 2
 
 

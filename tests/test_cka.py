@@ -1,4 +1,5 @@
-"""Linear CKA: self-similarity, invariances, the two forms, the debiased estimator, bad input."""
+"""Linear CKA: self-similarity, invariances, the two forms, the debiased estimator, bad input; layer comparison:
+difference matrices, their agreement and Mantel test, one-pass modularity + CKA."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from modgraph.cka import centred_gram, cka_matrix, linear_cka, linear_cka_features
+from modgraph.cka import (LayerComparison, centred_gram, cka_matrix, compare_layers, difference_matrix, linear_cka,
+                          linear_cka_features, mantel_test, matrix_agreement, upper_triangle)
+from modgraph.curve import CurveSettings, modularity_curve
+from modgraph.data import sample_indices
+from modgraph.features import iter_layer_features
+from modgraph.models import create_model
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -134,3 +140,91 @@ def test_bad_input_raises() -> None:
         cka_matrix([X], grams=True)
     with pytest.raises(ValueError, match="at least one layer"):
         cka_matrix([])
+
+
+def tiny_resnet() -> torch.nn.Module:
+    return create_model("resnet20", num_classes=4, width=0.25, seed=2)
+
+
+def test_difference_matrix_is_pairwise_absolute_difference():
+    q = np.array([0.1, 0.4, 0.35, 0.9])
+    D = difference_matrix(q)
+    brute = np.array([[abs(a - b) for b in q] for a in q])
+    np.testing.assert_allclose(D, brute)
+    assert np.allclose(D, D.T) and np.all(np.diag(D) == 0)
+    np.testing.assert_allclose(difference_matrix(q + 5.0), D)  # shift invariant
+    np.testing.assert_allclose(upper_triangle(D), [0.3, 0.25, 0.8, 0.05, 0.5, 0.55])
+    with pytest.raises(ValueError, match="1-D curve"):
+        difference_matrix([[0.1, 0.2]])
+
+
+def test_agreement_is_rank_based_and_symmetric():
+    rng = np.random.default_rng(0)
+    q = rng.random(7)
+    A = difference_matrix(q)
+    assert matrix_agreement(A, A ** 2) == pytest.approx(1.0)  # monotone map keeps the ranks
+    assert matrix_agreement(A, 1.0 - A) == pytest.approx(-1.0)
+    B = difference_matrix(rng.random(7))
+    assert matrix_agreement(A, B) == pytest.approx(matrix_agreement(B, A))
+    assert np.isnan(matrix_agreement(A, np.ones((7, 7)) - np.eye(7)))
+
+
+def test_agreement_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="same layers"):
+        matrix_agreement(np.zeros((4, 4)), np.zeros((5, 5)))
+    with pytest.raises(ValueError, match="at least 3 layers"):
+        matrix_agreement(np.zeros((2, 2)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="square"):
+        upper_triangle(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="NaN"):
+        matrix_agreement(np.full((3, 3), np.nan), np.zeros((3, 3)))
+
+
+def test_mantel_p_value_separates_shared_and_unrelated_structure():
+    rng = np.random.default_rng(1)
+    A = difference_matrix(np.sort(rng.random(9)))
+    assert mantel_test(A, A ** 0.5, permutations=199) == pytest.approx(1 / 200)
+    unrelated = [mantel_test(A, difference_matrix(rng.random(9)), permutations=199, seed=s) for s in range(5)]
+    assert np.median(unrelated) > 0.05
+    assert mantel_test(A, A ** 2, permutations=50, seed=3) == mantel_test(A, A ** 2, permutations=50, seed=3)
+    with pytest.raises(ValueError, match="permutations must be an int >= 1"):
+        mantel_test(A, A, permutations=0)
+
+
+def test_one_pass_equals_direct_curve_and_direct_cka(clustered_images):
+    images, labels = clustered_images(12)
+    model = tiny_resnet()
+    result = compare_layers(model, images, labels, CurveSettings(n=16, k=3, repeats=2, seed=4), progress=False)
+    direct = modularity_curve(model, images, labels, n=16, k=3, repeats=2, seed=4, progress=False)
+    np.testing.assert_allclose(result.curve.array, direct.array)
+    assert result.layers == direct.layers
+    sets = sample_indices(len(labels), 16, 2, 4)
+    feats = [X for _, X in iter_layer_features(model, images, device="cpu")]
+    expected = np.mean([[[linear_cka(Xi[s], Xj[s]) for Xj in feats] for Xi in feats] for s in sets], axis=0)
+    np.testing.assert_allclose(result.cka, expected, atol=1e-5)
+    assert np.allclose(result.cka, result.cka.T) and np.allclose(np.diag(result.cka), 1.0)
+    # grouping layers to bound memory does not change anything
+    small = compare_layers(model, images, labels, CurveSettings(n=16, k=3, repeats=2, seed=4), max_bytes=1,
+                           progress=False)
+    np.testing.assert_allclose(small.cka, result.cka, atol=1e-6)
+    assert small.curve.values == result.curve.values
+
+
+def test_comparison_matrices_and_round_trip(clustered_images):
+    images, labels = clustered_images(12)
+    result = compare_layers(tiny_resnet(), images, labels, CurveSettings(n=16, k=3, repeats=1, seed=0),
+                            meta={"model": "resnet20"}, progress=False)
+    np.testing.assert_allclose(result.modularity_difference, difference_matrix(result.curve.mean))
+    np.testing.assert_allclose(result.cka_difference, 1.0 - result.cka)
+    back = LayerComparison.from_dict(result.to_dict())
+    np.testing.assert_allclose(back.cka, result.cka)
+    assert back.curve.values == result.curve.values and back.meta["model"] == "resnet20"
+
+
+
+def test_compare_layers_rejects_bad_inputs(clustered_images):
+    images, labels = clustered_images(12)
+    with pytest.raises(ValueError, match=r"labels must have shape \(48,\)"):
+        compare_layers(tiny_resnet(), images, labels[:5], CurveSettings(n=8), progress=False)
+    with pytest.raises(ValueError, match="images must be a"):
+        compare_layers(tiny_resnet(), images[0], labels, CurveSettings(n=8), progress=False)

@@ -17,6 +17,8 @@ from modgraph.prune import (
     prune,
     redundant_layers,
     reduction,
+    removed_delta_q,
+    removed_layers,
     select_removable,
     transfer_weights,
 )
@@ -262,3 +264,37 @@ def test_cli_from_curve_json_and_mismatched_curve(tmp_path, resnet, capsys):
     code, _, err = _run_cli(capsys, "--arch", "vgg11", "--dataset", "digits", "--width", TINY,
                             "--curve", tmp_path / "c.json")
     assert code == 2 and "are not those of --arch vgg11" in err
+
+
+VARIANT_LAYERS = ("stage1.0", "stage2.0", "stage3.0", "stage3.1", "stage4.0", "stage4.1")
+
+
+def test_removed_delta_q_sums_the_steps_of_the_removed_layers():
+    q = np.array([0.1, 0.2, 0.5, 0.52, 0.7, 0.69])
+    assert removed_delta_q(q, VARIANT_LAYERS, ["stage4.1"]) == pytest.approx(-0.01)
+    assert removed_delta_q(q, VARIANT_LAYERS, ["stage3.1", "stage4.1"]) == pytest.approx(0.02 - 0.01)
+    assert removed_delta_q(q, VARIANT_LAYERS, []) == 0.0
+    # a shift of the whole curve changes no step
+    assert removed_delta_q(q + 3.0, VARIANT_LAYERS, ["stage3.1", "stage4.1"]) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="first layer 'stage1.0' has no step"):
+        removed_delta_q(q, VARIANT_LAYERS, ["stage1.0"])
+    with pytest.raises(ValueError, match="stage9.0 not among the curve's layers; valid choices: stage1.0"):
+        removed_delta_q(q, VARIANT_LAYERS, ["stage9.0"])
+    with pytest.raises(ValueError, match="distinct"):
+        removed_delta_q(q, VARIANT_LAYERS, ["stage4.1", "stage4.1"])
+    with pytest.raises(ValueError, match="one value per layer"):
+        removed_delta_q(q[:3], VARIANT_LAYERS, ["stage4.1"])
+
+
+def test_removed_layers_of_registered_variants():
+    assert removed_layers("vgg19", "vgg19_3") == ("stage5.1", "stage5.2", "stage5.3")
+    assert removed_layers("vgg11", "vgg11_3") == ("stage3.1", "stage4.1", "stage5.1")
+    assert removed_layers("resnet152", "resnet152_5") == tuple(f"layer3.{b}" for b in range(31, 36))
+    with pytest.raises(ValueError, match="'resnet152_5' is not 'vgg19'"):
+        removed_layers("vgg19", "resnet152_5")
+    with pytest.raises(ValueError, match="'vgg19_1' is not 'vgg11'"):
+        removed_layers("vgg11", "vgg19_1")
+    with pytest.raises(ValueError, match="not a pruned variant"):
+        removed_layers("vgg11", "vgg11")
+    with pytest.raises(ValueError, match="unknown model 'vgg7'"):
+        removed_layers("vgg7", "vgg11_1")

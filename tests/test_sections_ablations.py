@@ -17,15 +17,6 @@ from modgraph.sections.ablations import AblationSettings, ModelAblation
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-def clustered_images(n_per_class: int = 16, classes: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """32x32 images whose class sets a colour offset, so features carry class structure."""
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.arange(classes).repeat_interleave(n_per_class)
-    base = torch.rand(classes, 3, 1, 1, generator=gen)
-    noise = torch.rand(len(labels), 3, 32, 32, generator=gen)
-    return (0.6 * base[labels] + 0.4 * noise).clamp(0, 1), labels
-
-
 TINY = AblationSettings(CurveSettings(n=24, k=3, repeats=2, seed=1), ns=(12, 24), small_ks=(3, 5), large_ks=(6, 9))
 
 
@@ -82,8 +73,8 @@ def test_settings_are_normalised_and_validated():
         AblationSettings(ns=100)
 
 
-def test_every_ablation_curve_equals_the_direct_curve_of_its_setting():
-    images, labels = clustered_images()
+def test_every_ablation_curve_equals_the_direct_curve_of_its_setting(clustered_images):
+    images, labels = clustered_images(16)
     model, start = tiny_models()
     result = abl.measure_ablation(model, start, images, labels, TINY, name="vgg11", progress=False)
     direct = lambda m, **kw: modularity_curve(m, images, labels, repeats=2, seed=1, progress=False, **kw).array  # noqa: E731
@@ -96,8 +87,8 @@ def test_every_ablation_curve_equals_the_direct_curve_of_its_setting():
     assert result.untrained.meta["weights"] == "initial" and result.alternative.meta["similarity"] == "pearson"
 
 
-def test_same_seed_same_numbers_and_json_round_trip():
-    images, labels = clustered_images()
+def test_same_seed_same_numbers_and_json_round_trip(clustered_images):
+    images, labels = clustered_images(16)
     model, start = tiny_models()
     a = abl.measure_ablation(model, start, images, labels, TINY, name="vgg11", progress=False)
     b = abl.measure_ablation(model, start, images, labels, TINY, name="vgg11", progress=False)
@@ -177,9 +168,9 @@ def test_cached_ablation_computes_once_per_setting(stub_store):
         abl.cached_ablation(spec, asdict(settings), progress=False)
 
 
-def test_summary_table_reads_the_reference_and_untrained_curves():
+def test_reference_table_reads_the_reference_and_untrained_curves():
     result = synthetic({10: 0.88, 20: 0.85})
-    row = abl.summary_table({"m": result}).iloc[0]
+    row = abl.reference_table({"m": result}).iloc[0]
     assert row["layers"] == 6 and row["Q last layer"] == pytest.approx(0.9)
     assert row["Q first layer, initial weights"] == pytest.approx(0.3)
     assert row["Q last layer, initial weights"] == pytest.approx(0.35)

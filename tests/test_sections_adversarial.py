@@ -13,6 +13,7 @@ from torch import nn
 
 from modgraph import paths
 from modgraph.attacks import adversarial_examples
+from modgraph.cache import trained_specs
 from modgraph.curve import CurveSettings
 from modgraph.data import load_dataset, sample_indices
 from modgraph.sections import adversarial as adv
@@ -190,7 +191,7 @@ def test_study_tables_panels_and_claims(store):
     settings = AdversarialSettings(("fgsm", "pgd"), CurveSettings(n=10, repeats=2, seed=0), pool=2,
                                    overrides={"fgsm": {"eps": 0.2}, "pgd": {"eps": 1e-4, "nb_iter": 2}})
     with pytest.warns(UserWarning, match="pgd: found 0 of 10"):
-        study = adv.adversarial_study(["vgg11"], "digits", settings, recipe="smoke", progress=False)
+        study = adv.adversarial_study(trained_specs(["vgg11"], "digits", recipe="smoke"), settings, progress=False)
     attacks = study.attack_table().set_index("attack")
     assert attacks.loc["fgsm", "found"] == 10 and attacks.loc["fgsm", "note"] == ""
     assert attacks.loc["pgd", "found"] == 0 and attacks.loc["pgd", "note"] == "only 0 of 10 found"
@@ -213,7 +214,6 @@ def test_study_tables_panels_and_claims(store):
 
 def test_study_rejects_bad_arguments(store):
     with pytest.raises(ValueError, match="settings must be an AdversarialSettings"):
-        adv.adversarial_study(["vgg11"], "digits", {"n": 5}, recipe="smoke", progress=False)
-    with pytest.raises(ValueError, match="archs must be a non-empty list"):
-        adv.adversarial_study("vgg11", "digits", AdversarialSettings(("fgsm",), CurveSettings(n=5)), recipe="smoke",
-                              progress=False)
+        adv.adversarial_study(trained_specs(["vgg11"], "digits", recipe="smoke"), {"n": 5}, progress=False)
+    with pytest.raises(ValueError, match="specs must be a non-empty list of ModelSpec"):
+        adv.adversarial_study(["vgg11"], AdversarialSettings(("fgsm",), CurveSettings(n=5)), progress=False)

@@ -38,23 +38,6 @@ def curve(means, accuracy, layers=LAYERS, spread=0.002) -> Curve:
     return Curve(tuple(layers[: q.size]), [q - spread, q + spread], {"test_accuracy": accuracy})
 
 
-def test_removed_delta_q_sums_the_steps_of_the_removed_layers():
-    q = np.array([0.1, 0.2, 0.5, 0.52, 0.7, 0.69])
-    assert pr.removed_delta_q(q, LAYERS, ["stage4.1"]) == pytest.approx(-0.01)
-    assert pr.removed_delta_q(q, LAYERS, ["stage3.1", "stage4.1"]) == pytest.approx(0.02 - 0.01)
-    assert pr.removed_delta_q(q, LAYERS, []) == 0.0
-    # a shift of the whole curve changes no step
-    assert pr.removed_delta_q(q + 3.0, LAYERS, ["stage3.1", "stage4.1"]) == pytest.approx(0.01)
-    with pytest.raises(ValueError, match="first layer 'stage1.0' has no step"):
-        pr.removed_delta_q(q, LAYERS, ["stage1.0"])
-    with pytest.raises(ValueError, match="stage9.0 not among the curve's layers; valid choices: stage1.0"):
-        pr.removed_delta_q(q, LAYERS, ["stage9.0"])
-    with pytest.raises(ValueError, match="distinct"):
-        pr.removed_delta_q(q, LAYERS, ["stage4.1", "stage4.1"])
-    with pytest.raises(ValueError, match="one value per layer"):
-        pr.removed_delta_q(q[:3], LAYERS, ["stage4.1"])
-
-
 def test_trend_and_correlation_match_their_definitions():
     x = [0, 1, 2, 3]
     assert pr.rank_trend(x, [5, 3, 2, 0]) == pytest.approx(-1.0)
@@ -67,20 +50,6 @@ def test_trend_and_correlation_match_their_definitions():
         assert math.isnan(pr.rank_trend(bad, bad)) and math.isnan(pr.linear_correlation(bad, bad))
     with pytest.raises(ValueError, match="equal length"):
         pr.linear_correlation([1, 2, 3], [1, 2])
-
-
-def test_removed_layers_of_registered_variants():
-    assert pr.removed_layers("vgg19", "vgg19_3") == ("stage5.1", "stage5.2", "stage5.3")
-    assert pr.removed_layers("vgg11", "vgg11_3") == ("stage3.1", "stage4.1", "stage5.1")
-    assert pr.removed_layers("resnet152", "resnet152_5") == tuple(f"layer3.{b}" for b in range(31, 36))
-    with pytest.raises(ValueError, match="'resnet152_5' is not 'vgg19'"):
-        pr.removed_layers("vgg19", "resnet152_5")
-    with pytest.raises(ValueError, match="'vgg19_1' is not 'vgg11'"):
-        pr.removed_layers("vgg11", "vgg19_1")
-    with pytest.raises(ValueError, match="not a pruned variant"):
-        pr.removed_layers("vgg11", "vgg11")
-    with pytest.raises(ValueError, match="unknown model 'vgg7'"):
-        pr.removed_layers("vgg7", "vgg11_1")
 
 
 def test_settings_validate_and_build_specs():

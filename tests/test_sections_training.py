@@ -112,9 +112,10 @@ def stored(tmp_path_factory):
 
 
 def test_snapshot_curves_equal_direct_curves_with_the_epochs_accuracy(stored, monkeypatch):
-    from modgraph import store
+    from modgraph import cache, store
     from modgraph.curve import modularity_curve
     from modgraph.data import load_dataset
+    from modgraph.store import Snapshot
     from modgraph.train import evaluate
 
     spec, model = stored
@@ -135,20 +136,21 @@ def test_snapshot_curves_equal_direct_curves_with_the_epochs_accuracy(stored, mo
     monkeypatch.setattr(store, "get_model", no_store)
     again = tr.training_dynamics(spec, CurveSettings(n=40, k=3, repeats=2, seed=1), progress=False)
     assert again.to_dict() == d.to_dict()
-    single = tr.snapshot_curve(spec, 1, CurveSettings(n=40, k=3, repeats=2, seed=1), progress=False)
+    single = cache.curve(Snapshot(spec, 1), CurveSettings(n=40, k=3, repeats=2, seed=1), progress=False)
     assert single.values == d.curves[1].values
 
 
 def test_epochs_beyond_the_saved_snapshots_are_refused(stored):
-    from modgraph.store import ModelSpec
+    from modgraph import cache
+    from modgraph.store import ModelSpec, Snapshot
 
     spec, _ = stored
     with pytest.raises(ValueError, match="no snapshot of epoch 3 .* saved epochs: 0, 1, 2"):
-        tr.snapshot_curve(spec, 3, CurveSettings(n=40, k=3, repeats=1), progress=False)
+        cache.curve(Snapshot(spec, 3), CurveSettings(n=40, k=3, repeats=1), progress=False)
     with pytest.raises(ValueError, match=r"snapshot_epochs \(0, 1, 2, 3\) must lie in 0..2"):
         ModelSpec("vgg11", "digits", recipe="smoke", width=0.0625, epochs=2, snapshot_epochs=range(4))
     with pytest.raises(ValueError, match="at least 2 snapshot epochs"):
         tr.training_dynamics(ModelSpec("vgg11", "digits", recipe="smoke", width=0.0625, epochs=2,
                                        snapshot_epochs=(1,)), progress=False)
     with pytest.raises(ValueError, match="epoch must be an int >= 0"):
-        tr.snapshot_curve(spec, -1, progress=False)
+        Snapshot(spec, -1)

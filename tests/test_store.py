@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import multiprocessing
 import subprocess
 import sys
@@ -409,9 +410,8 @@ def test_load_checkpoint_checks_what_the_file_records(stored, tmp_path):
         load_checkpoint(tmp_path / "folder")
 
 
-def test_initial_model_is_the_stores_starting_point(tmp_path, monkeypatch):
+def test_initial_weights_are_the_stores_starting_point(tmp_path, monkeypatch):
     from modgraph import store
-    from modgraph.data import load_dataset
 
     monkeypatch.setenv("MODGRAPH_HOME", str(tmp_path))
     seen = {}
@@ -427,9 +427,51 @@ def test_initial_model_is_the_stores_starting_point(tmp_path, monkeypatch):
     spec = store.ModelSpec("vgg11", "digits", recipe="smoke", seed=5, width=0.0625)
     with pytest.raises(Stop):
         store.get_model(spec, device="cpu", progress=False)
-    mine = store.initial_model(spec, load_dataset("digits", "test", progress=False)).state_dict()
+    initial = store.resolve(store.Initial(spec), device="cpu", progress=False)
+    mine = initial.model.state_dict()
+    assert initial.meta == {"spec": spec.canonical(), "test_accuracy": None} and not initial.model.training
     assert mine.keys() == seen["state"].keys()
     assert all(torch.equal(mine[k], seen["state"][k]) for k in mine)
     child = store.ModelSpec("vgg11", "digits", recipe="smoke", width=0.0625, parent=spec)
     with pytest.raises(ValueError, match="parent"):
-        store.initial_model(child, load_dataset("digits", "test", progress=False))
+        store.Initial(child)
+    with pytest.raises(ValueError, match="source must be a Trained, Snapshot, Initial or WeightsFile, got str"):
+        store.resolve("initial")
+
+
+def test_accuracy_percent():
+    from modgraph import store
+
+    assert store.accuracy_percent({"final_test_acc": 0.9478}) == 94.78
+    assert store.accuracy_percent({}) is None
+    assert math.isclose(store.accuracy_percent({"final_test_acc": 1}), 100.0)
+
+
+def test_check_specs_wants_a_list_of_specs():
+    from modgraph import store
+
+    spec = store.ModelSpec("vgg11", "digits", recipe="smoke")
+    assert store.check_specs((spec,)) == [spec]
+    for bad in ([], "vgg11", spec, ["vgg11"]):
+        with pytest.raises(ValueError, match="specs must be a non-empty list of ModelSpec"):
+            store.check_specs(bad)
+
+
+def test_weights_sources_are_keyed_by_what_determines_the_weights(tmp_path):
+    import hashlib
+
+    from modgraph import store
+
+    spec = store.ModelSpec("vgg11", "digits", recipe="smoke")
+    keys = [store.Trained(spec).key(), store.Initial(spec).key(), store.Snapshot(spec, 1).key(),
+            store.Snapshot(spec, 2).key()]
+    assert [k["kind"] for k in keys] == ["trained", "initial", "snapshot", "snapshot"]
+    assert all(k["spec"] == spec.canonical() for k in keys) and keys[2] != keys[3]
+    assert (store.Snapshot(spec, 1).arch, store.Snapshot(spec, 1).dataset) == ("vgg11", "digits")
+    missing = store.WeightsFile("tv_resnet18", str(tmp_path / "none.pth"), "imagenet50")
+    with pytest.raises(ValueError, match="no weights file"):
+        missing.key()
+    path = tmp_path / "w.pth"
+    path.write_bytes(b"abc")
+    assert store.WeightsFile("tv_resnet18", str(path), "imagenet50").key() == {
+        "kind": "file", "arch": "tv_resnet18", "sha256": hashlib.sha256(b"abc").hexdigest()}

@@ -1,7 +1,8 @@
 """The book: execute the section notebooks with papermill per profile, then build it with Jupyter Book.
 
 ``python -m modgraph.book build --profile P`` executes each notebook listed in
-``_toc.yml`` whose template, parameters or library changed since its last run
+``_toc.yml`` whose template, parameters or code (the modules it imports, with
+what they import, and the versions of torch, torchvision and numpy) changed since its last run
 (a stamp per notebook under ``results/<P>/stamps/``), then builds the book
 from a staged source tree into ``_build/<P>/``.
 ``python -m modgraph.book figure NB --profile P -p name value ...`` reruns one
@@ -48,7 +49,7 @@ __all__ = [
     "notebook_params",
     "parse_overrides",
     "PARAMETER_CHECKS",
-    "library_hash",
+    "notebook_code",
     "stamp",
     "stale_reason",
     "execute_notebook",
@@ -307,16 +308,26 @@ def parse_overrides(pairs: Sequence[Sequence[str]]) -> dict[str, Any]:
     return out
 
 
-def library_hash() -> str:
-    """SHA-256 of every ``.py`` file of the installed ``modgraph`` package (relative paths + contents)."""
-    import modgraph
-
-    package = Path(modgraph.__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()
+def notebook_code(notebook: str) -> tuple[str, ...]:
+    """The ``modgraph`` modules the code cells of ``notebook``'s template import (sorted; shell and magic lines
+    aside): with what they import, the code its results depend on (:func:`modgraph.provenance.code_files`)."""
+    path = _template(notebook)
+    cells = [c for c in json.loads(path.read_text())["cells"] if c.get("cell_type") == "code"]
+    modules: set[str] = set()
+    for cell in cells:
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+        try:
+            tree = ast.parse("\n".join(lines))
+        except SyntaxError as err:
+            raise BookError(f"{paths.relative(path)}: a code cell does not parse: {err}") from None
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules.add(node.module)
+                modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return tuple(sorted(m for m in modules if m.split(".")[0] == "modgraph" and provenance.module_file(m)))
 
 
 def _sha(data: bytes) -> str:
@@ -324,11 +335,12 @@ def _sha(data: bytes) -> str:
 
 
 def stamp(notebook: str, params: Mapping[str, Any]) -> dict[str, str]:
-    """What an execution depends on: hashes of the template, the parameters and the library."""
+    """What an execution depends on: hashes of the template, the parameters and the code its results depend on
+    (:func:`modgraph.provenance.code_hash` of :func:`notebook_code`, as the compute cache keys its entries)."""
     return {
         "template": _sha(_template(notebook).read_bytes()),
         "params": _sha(json.dumps(params, sort_keys=True).encode()),
-        "library": library_hash(),
+        "code": provenance.code_hash(notebook_code(notebook)),
     }
 
 
@@ -352,7 +364,7 @@ def stale_reason(notebook: str, params: Mapping[str, Any], output: str) -> str |
     if not isinstance(old, dict):
         return "stamp unreadable"
     new = stamp(notebook, params)
-    changed = [what for what in ("template", "params", "library") if old.get(what) != new[what]]
+    changed = [what for what in ("template", "params", "code") if old.get(what) != new[what]]
     return f"{' and '.join(changed)} changed" if changed else None
 
 

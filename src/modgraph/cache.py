@@ -1,10 +1,11 @@
 """The compute cache: expensive results stored as JSON, keyed by their configuration and code.
 
 Results are cached under ``data/cache/<kind>/`` keyed by their configuration
-and by a hash of the source code that computes them (:func:`cached`), so
+and by :func:`modgraph.provenance.code_hash` of the code that computes them
+(:func:`cached`; the book's stamps use the same key), so
 re-executing a notebook after a plotting change takes seconds while a change
 to the maths recomputes. On top of it: curves of stored models
-(:func:`cached_curve`), their gathering into a :class:`CurveStudy`
+(:func:`curve`, of any weights source of the store), their gathering into a :class:`CurveStudy`
 (:func:`model_curves`, :func:`pretrained_curves`, noting what could not be
 measured: absent data sets or weights) and t-SNE embeddings
 (:func:`cached_embeddings`).
@@ -13,12 +14,10 @@ measured: absent data sets or weights) and t-SNE embeddings
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import re
 import warnings
 from dataclasses import asdict, dataclass, field, is_dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -30,16 +29,15 @@ from modgraph.claims import Claim
 from modgraph.curve import Curve, CurveSettings
 
 if TYPE_CHECKING:
-    from modgraph.store import ModelSpec
+    from modgraph.store import ModelSpec, WeightsSource
 
 __all__ = [
     "jsonable",
-    "source_hash",
+    "entry_key",
     "cached",
     "CURVE_CODE",
     "TSNE_CODE",
-    "cached_curve",
-    "accuracy_percent",
+    "curve",
     "CurveStudy",
     "check_snapshots",
     "trained_specs",
@@ -61,31 +59,25 @@ def jsonable(value: Any, what: str) -> Any:
     return json.loads(text, parse_constant=lambda _: None)
 
 
-def source_hash(modules: Sequence[str]) -> str:
-    """SHA-256 (16 hex digits) of the source of the named modules (a package: all its ``.py`` files)."""
-    digest = hashlib.sha256()
-    for name in sorted(set(modules)):
-        module = importlib.import_module(name)
-        origin = Path(module.__file__)
-        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
-        for path in files:
-            digest.update(path.relative_to(origin.parent).as_posix().encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def _config_json(config: Mapping[str, Any]) -> dict:
     plain = {k: (asdict(v) if is_dataclass(v) and not isinstance(v, type) else v) for k, v in config.items()}
     return jsonable(plain, "cache config")
 
 
+def entry_key(config: Mapping[str, Any], code: Sequence[str] = ()) -> str:
+    """20 hex digits naming the cache entry of ``config`` (dataclasses become dicts) computed by ``code``
+    (:func:`modgraph.provenance.code_hash`; no code: the config alone)."""
+    blob = {"config": _config_json(config), "code": provenance.code_hash(code) if code else ""}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:20]
+
 
 def cached(kind: str, config: Mapping[str, Any], compute: Callable[[], Any], *, code: Sequence[str] = ()) -> Any:
     """Load or compute-and-save a JSON-serialisable result.
 
-    The cache file is ``data/cache/<kind>/<key>.json`` where ``key`` hashes
-    ``config`` (dataclasses become dicts) and :func:`source_hash` of the
-    ``code`` modules, so editing that code invalidates the entry. The file
+    The cache file is ``data/cache/<kind>/<key>.json``, ``key`` being
+    :func:`entry_key`: it hashes ``config`` and :func:`modgraph.provenance.code_hash`
+    of the ``code`` modules (the source they import, the versions of torch,
+    torchvision and numpy), so editing that code invalidates the entry. The file
     stores config, code version and value beside each other; an entry that
     cannot be read back with the config and code hash it is filed under
     (truncated, edited) is recomputed with a warning naming its path.
@@ -93,9 +85,8 @@ def cached(kind: str, config: Mapping[str, Any], compute: Callable[[], Any], *, 
     if not isinstance(kind, str) or not _KIND.match(kind):
         raise ValueError(f"cache kind must be a plain name like 'curves', got {kind!r}")
     plain = _config_json(config)
-    code_key = source_hash(code) if code else ""
-    key = hashlib.sha256(json.dumps({"config": plain, "code": code_key}, sort_keys=True).encode()).hexdigest()[:20]
-    path = paths.cache_dir() / kind / f"{key}.json"
+    code_key = provenance.code_hash(code) if code else ""
+    path = paths.cache_dir() / kind / f"{entry_key(config, code)}.json"
     if path.is_file():
         try:
             entry = json.loads(path.read_text())
@@ -117,17 +108,15 @@ def cached(kind: str, config: Mapping[str, Any], compute: Callable[[], Any], *, 
     return value
 
 
-CURVE_CODE = ("modgraph.curve", "modgraph.graph", "modgraph.features", "modgraph.selection", "modgraph.readout",
-              "modgraph.data", "modgraph.models")
-"""Modules whose source determines a modularity curve of a stored model (cache key of :func:`cached_curve`)."""
+CURVE_CODE = ("modgraph.curve", "modgraph.store")
+"""The code of a modularity curve of a store's network (with all it imports: the cache key of :func:`curve`)."""
 
-TSNE_CODE = ("modgraph.features", "modgraph.selection", "modgraph.readout", "modgraph.data", "modgraph.models",
-             "modgraph.embeddings")
-"""Modules whose source determines the t-SNE embeddings of :func:`cached_embeddings`."""
+TSNE_CODE = ("modgraph.embeddings", "modgraph.store")
+"""The code of the t-SNE embeddings of :func:`cached_embeddings` (with all it imports)."""
 
 
-def cached_curve(
-    spec: "ModelSpec",
+def curve(
+    source: "WeightsSource",
     settings: CurveSettings = CurveSettings(),
     *,
     dataset: str | None = None,
@@ -135,35 +124,30 @@ def cached_curve(
     device: str | None = None,
     progress: bool = True,
 ) -> Curve:
-    """The modularity curve of the stored model ``spec`` on ``dataset`` (default: its training set), cached.
+    """The modularity curve of the network at the weights ``source`` names on ``dataset`` (default: the source's
+    data set), cached: the one cached entry point for the curves of every chapter.
 
-    Loads the curve from ``data/cache/curves/`` or trains/loads the model
-    (:func:`modgraph.store.get_model`), computes the curve with ``settings``
-    on ``split`` and saves it. ``meta`` holds the model's ``test_accuracy`` (%)
-    and its spec.
+    Loads the curve from ``data/cache/curves/`` or resolves the weights
+    (:func:`modgraph.store.resolve`: trains a stored model on first use),
+    computes the curve with ``settings`` on ``split`` and saves it. ``meta``
+    holds model, data set and split, and what the source records (a store
+    spec, the test accuracy in %, a snapshot's epoch).
     """
     from modgraph.curve import modularity_curve
     from modgraph.data import load_dataset
-    from modgraph.store import get_model
+    from modgraph.store import resolve
 
-    dataset = dataset or spec.dataset
-    config = {"model": spec.canonical(), "dataset": dataset, "split": split, **settings.to_dict()}
+    dataset = dataset or source.dataset
+    config = {"weights": source.key(), "dataset": dataset, "split": split, **settings.to_dict()}
 
     def compute() -> dict:
-        stored = get_model(spec, device=device, progress=progress)
+        weights = resolve(source, device=device, progress=progress)
         images, labels = load_dataset(dataset, split, progress=progress).tensors()
-        meta = {"model": spec.arch, "dataset": dataset, "split": split, "spec": spec.canonical(),
-                "test_accuracy": accuracy_percent(stored.metrics)}
-        return modularity_curve(stored.model, images, labels, settings, device=device, meta=meta,
+        meta = {"model": source.arch, "dataset": dataset, "split": split, **weights.meta}
+        return modularity_curve(weights.model, images, labels, settings, device=device, meta=meta,
                                 progress=progress).to_dict()
 
     return Curve.from_dict(cached("curves", config, compute, code=CURVE_CODE))
-
-
-def accuracy_percent(metrics: Mapping[str, Any]) -> float | None:
-    """Final test accuracy (%) from a stored model's training metrics; ``None`` when not recorded."""
-    value = metrics.get("final_test_acc")
-    return None if value is None else round(100.0 * float(value), 2)
 
 
 @dataclass(frozen=True)
@@ -273,7 +257,7 @@ def model_curves(
     device: str | None = None,
     progress: bool = True,
 ) -> CurveStudy:
-    """Cached curves (:func:`cached_curve` with ``settings``) of every ``arch`` trained by the store (training
+    """Cached curves (:func:`curve` with ``settings``) of every ``arch`` trained by the store (training
     seed ``seed``) on every data set.
 
     ``snapshots``: arch -> last epoch ``E``; when the store trains that model
@@ -286,6 +270,7 @@ def model_curves(
     :attr:`CurveStudy.missing`; any other error propagates.
     """
     from modgraph.data import DatasetNotFoundError, load_dataset
+    from modgraph.store import Trained
 
     snapshots = check_snapshots(snapshots or {}, recipe=recipe, epochs=epochs)
     curves: dict[str, dict[str, Curve]] = {}
@@ -301,16 +286,8 @@ def model_curves(
             missing[ds] = str(err)
             continue
         arch = spec.arch
-        curves.setdefault(ds, {})[arch] = cached_curve(spec, settings, device=device, progress=progress)
+        curves.setdefault(ds, {})[arch] = curve(Trained(spec), settings, device=device, progress=progress)
     return CurveStudy(tuple(datasets), curves, missing)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pretrained_curves(
@@ -328,14 +305,13 @@ def pretrained_curves(
     (nothing is downloaded). An absent data set or weights file is skipped
     and explained in :attr:`CurveStudy.missing`.
     """
-    from modgraph.curve import modularity_curve
     from modgraph.data import DatasetNotFoundError, load_dataset
-    from modgraph.models import create_model
+    from modgraph.store import WeightsFile
 
     if not archs:
         return CurveStudy((dataset,), {}, {dataset: "no models were requested in this profile"})
     try:
-        data = load_dataset(dataset, "test", progress=progress)
+        load_dataset(dataset, "test", progress=progress)
     except DatasetNotFoundError as err:
         return CurveStudy((dataset,), {}, {dataset: str(err)})
     curves: dict[str, Curve] = {}
@@ -346,17 +322,7 @@ def pretrained_curves(
             skipped[arch] = (f"no weights file {paths.relative(weights)}: save the torchvision state dict of "
                              f"{arch} there to include it")
             continue
-        config = {"arch": arch, "weights_sha256": _file_sha256(weights), "dataset": dataset, "split": "test",
-                  **settings.to_dict()}
-
-        def compute(arch: str = arch, weights: Path = weights) -> dict:
-            model = create_model(arch, weights=str(weights), mean=data.mean, std=data.std)
-            images, labels = data.tensors()
-            return modularity_curve(model, images, labels, settings, device=device,
-                                    meta={"model": arch, "dataset": dataset, "split": "test"},
-                                    progress=progress).to_dict()
-
-        curves[arch] = Curve.from_dict(cached("curves", config, compute, code=CURVE_CODE))
+        curves[arch] = curve(WeightsFile(arch, str(weights), dataset), settings, device=device, progress=progress)
     missing = {} if curves else {dataset: "no model weights were found (see below)"}
     return CurveStudy((dataset,), {dataset: curves} if curves else {}, missing, skipped)
 

@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, Unpack
 
 import numpy as np
 import pandas as pd
@@ -24,14 +24,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from modgraph import provenance
+from modgraph.checks import int_at_least
 from modgraph.data import sample_indices
 from modgraph.devices import resolve_device
-from modgraph.features import iter_layer_features
+from modgraph.features import Reading, iter_layer_features
 from modgraph.selection import select_layers
 from modgraph.graph import SIMILARITIES, graph_from_neighbours, modularity, nearest_neighbours, warn_if_tied
 from modgraph.models import TAPS
 
-__all__ = ["CurveSettings", "Curve", "curve_from_features", "modularity_curve", "modularity_sweep"]
+__all__ = ["CurveSettings", "Curve", "sample_union", "check_inputs", "curve_from_features", "modularity_curve",
+           "modularity_sweep"]
 
 _RESERVED = (
     "n", "k", "similarity", "repeats", "seed", "tap", "device", "code_version", "hardware",
@@ -54,10 +56,7 @@ class CurveSettings:
 
     def __post_init__(self) -> None:
         for name, low in (("n", 1), ("k", 1), ("repeats", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-            object.__setattr__(self, name, int(value))
+            object.__setattr__(self, name, int_at_least(getattr(self, name), name, low))
         if self.k >= self.n:
             raise ValueError(f"k must satisfy 1 <= k < n, got k={self.k}, n={self.n}")
         for name, registry in (("similarity", SIMILARITIES), ("tap", TAPS)):
@@ -208,6 +207,26 @@ class Curve:
         return f"{head}" + (f" ({settings})" if settings else "") + "\n" + body
 
 
+def sample_union(n_images: int, ns: Sequence[int], repeats: int, seed: int
+                 ) -> tuple[np.ndarray, dict[int, list[np.ndarray]]]:
+    """The sample sets of every ``n`` in ``ns`` and the images they use.
+
+    Returns the sorted union (U,) of ``data.sample_indices(n_images, n,
+    repeats, seed)`` over ``ns``, and ``n`` -> its ``repeats`` sets as rows of
+    that union, so the model runs once over ``images[union]``.
+    """
+    sets_by_n = {n: sample_indices(n_images, n, repeats, seed) for n in ns}
+    union = np.unique(np.concatenate([idx for sets in sets_by_n.values() for idx in sets]))
+    return union, {n: [np.searchsorted(union, idx) for idx in sets] for n, sets in sets_by_n.items()}
+
+
+def check_inputs(images: torch.Tensor, labels: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``labels`` as a numpy array (N,), after checking that ``images`` is a (N, 3, H, W) tensor with one label each."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ValueError(f"images must be a (N, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+    return _labels(labels, images.shape[0])
+
+
 def curve_from_features(
     features_by_layer: Iterable[tuple[str, torch.Tensor]] | Mapping[str, torch.Tensor],
     labels: torch.Tensor | np.ndarray,
@@ -243,31 +262,24 @@ def modularity_curve(
     seed: int | None = None,
     similarity: str | None = None,
     tap: str | None = None,
-    layers: Sequence[str] | None = None,
-    tokens: str | None = None,
-    output_key: str | None = None,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-    max_bytes: int = 2**31,
     meta: Mapping[str, Any] | None = None,
     progress: bool = True,
+    **reading: Unpack[Reading],
 ) -> Curve:
     """The modularity curve of ``model`` on ``repeats`` disjoint samples of ``n`` of ``images`` (N, 3, H, W).
 
     ``settings`` or the keywords ``n, k, repeats, seed, similarity, tap`` (those
     left out keep :class:`CurveSettings`' defaults). Samples come from
     ``data.sample_indices(N, n, repeats, seed)``; ``labels`` (N,) are the
-    classes. ``layers``, ``tokens`` and ``output_key`` choose and read the
-    layers (:func:`modgraph.features.iter_layer_features`; defaults: the model's
-    own layers, its family's token choice). ``meta`` adds caller information
-    (model, dataset, ...).
+    classes. ``reading`` (:class:`modgraph.features.Reading`: ``layers``,
+    ``tokens``, ``output_key``, ``batch_size``, ``device``, ``max_bytes``)
+    chooses and reads the layers (:func:`modgraph.features.iter_layer_features`;
+    defaults: the model's own layers, its family's token choice). ``meta`` adds
+    caller information (model, dataset, ...).
     """
     s = CurveSettings.of(settings, n=n, k=k, repeats=repeats, seed=seed, similarity=similarity, tap=tap)
-    return modularity_sweep(
-        model, images, labels, ns=(s.n,), ks=(s.k,), similarities=(s.similarity,), repeats=s.repeats, seed=s.seed,
-        tap=s.tap, layers=layers, tokens=tokens, output_key=output_key, batch_size=batch_size, device=device,
-        max_bytes=max_bytes, meta=meta, progress=progress,
-    )[0]
+    return modularity_sweep(model, images, labels, ns=(s.n,), ks=(s.k,), similarities=(s.similarity,),
+                            repeats=s.repeats, seed=s.seed, tap=s.tap, meta=meta, progress=progress, **reading)[0]
 
 
 def modularity_sweep(
@@ -281,14 +293,9 @@ def modularity_sweep(
     repeats: int = 5,
     seed: int = 0,
     tap: str = "block",
-    layers: Sequence[str] | None = None,
-    tokens: str | None = None,
-    output_key: str | None = None,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-    max_bytes: int = 2**31,
     meta: Mapping[str, Any] | None = None,
     progress: bool = True,
+    **reading: Unpack[Reading],
 ) -> list[Curve]:
     """One curve per setting in ``itertools.product(similarities, ns, ks)``, in that order, from one feature pass.
 
@@ -297,40 +304,36 @@ def modularity_sweep(
     ``modularity_curve`` gives; the k-NN lists are computed once for the largest
     ``k`` and cut for the smaller ones. ``meta`` times (``wall_time_s``,
     ``feature_time_s``, ``graph_time_s``) are those of the whole sweep. ``meta``
-    records ``layer_selection``, ``tokens`` and ``output_key`` when they are
-    given; with the defaults the meta has none of them.
+    records ``layer_selection`` when ``reading`` gives ``layers``, and ``tokens``
+    and ``output_key`` when given; with the defaults the meta has none of them.
     """
     start = time.perf_counter()
     ns, ks, similarities = _ints(ns, "ns"), _ints(ks, "ks"), _names(similarities)
     bad = [(n, k) for n in ns for k in ks if not 1 <= k < n]
     if bad:
         raise ValueError(f"every k must satisfy 1 <= k < n; invalid (n, k) settings: {bad}")
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise ValueError(f"images must be a (N, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
-    labels = _labels(labels, images.shape[0])
+    labels = check_inputs(images, labels)
     caller = dict(meta or {})
     clash = sorted(set(caller) & set(_RESERVED))
     if clash:
         raise ValueError(f"meta may not set {', '.join(clash)}: the curve records them itself")
-    sets_by_n = {n: sample_indices(images.shape[0], n, repeats, seed) for n in ns}
-    union = np.unique(np.concatenate([idx for sets in sets_by_n.values() for idx in sets]))
-    local = {n: [np.searchsorted(union, idx) for idx in sets] for n, sets in sets_by_n.items()}
-    device = resolve_device(device)
-    reading = {"layer_selection": None if layers is None else list(layers), "tokens": tokens,
-               "output_key": output_key}
+    union, local = sample_union(images.shape[0], ns, repeats, seed)
+    device = resolve_device(reading.get("device"))
+    layers, tokens = reading.get("layers"), reading.get("tokens")
+    recorded = {"layer_selection": None if layers is None else list(layers), "tokens": tokens,
+                "output_key": reading.get("output_key")}
     n_layers = len(select_layers(model, layers, tap))
-    stream = iter_layer_features(model, images[torch.from_numpy(union)], tap=tap, layers=layers, tokens=tokens,
-                                 output_key=output_key, batch_size=batch_size, device=device, max_bytes=max_bytes,
-                                 progress=progress)
-    layers, values, seconds = _sweep_layers(stream, labels[union], local, ks, similarities, n_layers, progress)
+    stream = iter_layer_features(model, images[torch.from_numpy(union)], tap=tap, progress=progress,
+                                 **{**reading, "device": device})
+    names, values, seconds = _sweep_layers(stream, labels[union], local, ks, similarities, n_layers, progress)
     wall = time.perf_counter() - start
     common = {
-        "model": type(model).__name__, **caller, **{key: value for key, value in reading.items() if value is not None}, "repeats": repeats, "seed": seed, "tap": tap, "device": str(device),
+        "model": type(model).__name__, **caller, **{key: value for key, value in recorded.items() if value is not None}, "repeats": repeats, "seed": seed, "tap": tap, "device": str(device),
         "code_version": provenance.code_version(), "hardware": provenance.hardware(), "wall_time_s": wall,
         "feature_time_s": wall - seconds, "graph_time_s": seconds,
     }
     return [
-        Curve(tuple(layers), np.array(values[key]).T, {**common, "n": key[1], "k": key[2], "similarity": key[0]})
+        Curve(tuple(names), np.array(values[key]).T, {**common, "n": key[1], "k": key[2], "similarity": key[0]})
         for key in itertools.product(similarities, ns, ks)
     ]
 

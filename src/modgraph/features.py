@@ -31,7 +31,7 @@ import contextlib
 import functools
 import itertools
 from numbers import Integral
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypedDict
 
 import torch
 from torch import nn
@@ -44,7 +44,7 @@ from modgraph.selection import select_layers
 _Read = Callable[[object, str], torch.Tensor]
 """``(layer output, layer name) -> (B, D)`` features: :func:`modgraph.readout.readout` with its settings."""
 
-__all__ = ["layer_modules", "layer_names", "plan_groups", "iter_layer_features", "default_device"]
+__all__ = ["layer_modules", "layer_names", "plan_groups", "Reading", "iter_layer_features", "default_device"]
 
 
 def layer_modules(model: nn.Module, tap: str = "block") -> list[tuple[str, nn.Module]]:
@@ -84,6 +84,18 @@ def plan_groups(nbytes: Sequence[int], max_bytes: int) -> list[list[int]]:
 def default_device() -> torch.device:
     """CUDA when available, else CPU (:func:`modgraph.devices.resolve_device` of ``None``)."""
     return resolve_device(None)
+
+
+class Reading(TypedDict, total=False):
+    """How :func:`iter_layer_features` reads the layers besides the tap: its keyword arguments that the curve
+    functions (:func:`modgraph.curve.modularity_curve`, :func:`modgraph.cka.compare_layers`) pass on."""
+
+    layers: Sequence[str] | None
+    tokens: str | None
+    output_key: str | None
+    batch_size: int
+    device: str | torch.device | None
+    max_bytes: int
 
 
 def iter_layer_features(

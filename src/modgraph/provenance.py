@@ -1,14 +1,25 @@
-"""Code version, hardware and atomic writes: what every artifact stores beside itself."""
+"""Code version, hardware and atomic writes: what every artifact stores beside itself.
+
+:func:`code_hash` is the one invalidation key of the project: the compute
+cache (:mod:`modgraph.cache`) and the book's stamps (:mod:`modgraph.book`)
+both key a result on the source of the code it depends on -- the modules it
+names and every module of their package those import, directly or not -- and
+on the installed versions of :data:`LIBRARIES`.
+"""
 
 from __future__ import annotations
 
+import ast
+import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import modgraph
 from modgraph import paths
@@ -28,6 +39,89 @@ def code_version() -> str:
         return f"{modgraph.__version__}+{commit}{'.dirty' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
         return modgraph.__version__
+
+
+LIBRARIES = ("torch", "torchvision", "numpy")
+"""Installed libraries whose versions are part of every :func:`code_hash`."""
+
+
+def module_file(name: str) -> Path | None:
+    """The source file of module ``name`` (a package: its ``__init__.py``), found without importing it; ``None``
+    when ``name`` is not a module with Python source (an attribute, a compiled module)."""
+    top, *rest = name.split(".")
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    if not rest:
+        return Path(spec.origin)
+    if not spec.submodule_search_locations:
+        return None
+    path = Path(spec.origin).parent.joinpath(*rest)
+    for candidate in (path / "__init__.py", path.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported(path: Path, name: str) -> Iterable[str]:
+    """Names of the modules (or module attributes) the source at ``path`` of module ``name`` imports anywhere,
+    ``TYPE_CHECKING`` blocks aside."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    todo: list[ast.AST] = [ast.parse(path.read_bytes(), filename=str(path))]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING":
+            todo.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            yield base
+            yield from (f"{base}.{alias.name}" for alias in node.names)
+        todo.extend(ast.iter_child_nodes(node))
+
+
+def code_files(modules: Sequence[str]) -> dict[str, Path]:
+    """Module name -> source file of ``modules`` and of every module of their top-level packages they import,
+    directly or not (with the packages' ``__init__.py`` on the way); ``ValueError`` for a module without source."""
+    files: dict[str, Path] = {}
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name in files:
+            continue
+        path = module_file(name)
+        if path is None:
+            if name in modules:
+                raise ValueError(f"no Python source for module {name!r}")
+            continue
+        files[name] = path
+        parts = name.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+        todo.extend(m for m in _imported(path, name) if m.split(".")[0] == parts[0])
+    return files
+
+
+def code_hash(modules: Sequence[str]) -> str:
+    """SHA-256 (16 hex digits) of the code a result depends on: the source of :func:`code_files` of ``modules``
+    and the installed versions of :data:`LIBRARIES`."""
+    digest = hashlib.sha256()
+    for name, path in sorted(code_files(modules).items()):
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for library in LIBRARIES:
+        try:
+            version = importlib.metadata.version(library)
+        except importlib.metadata.PackageNotFoundError:
+            version = "absent"
+        digest.update(f"{library}=={version}\0".encode())
+    return digest.hexdigest()[:16]
 
 
 def hardware() -> dict[str, Any]:

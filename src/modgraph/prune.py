@@ -33,7 +33,9 @@ removing ``layer3.2``, the parent's ``layer3.3`` is the child's ``layer3.2``.
 
 For the model store, :func:`depth_variant` gives the configuration overrides of
 a model with chosen layers removed, and :func:`transfer_weights` copies a
-trained parent's weights into such a child.
+trained parent's weights into such a child. :func:`removed_layers` names the
+layers a registered depth variant (``vgg19_3``) lacks against its parent, and
+:func:`removed_delta_q` the modularity they add on the parent's curve.
 
 :func:`complexity` counts parameters and multiply-accumulates with thop.
 """
@@ -67,6 +69,8 @@ __all__ = [
     "depth_variant",
     "depth_overrides",
     "transfer_weights",
+    "removed_layers",
+    "removed_delta_q",
     "Complexity",
     "complexity",
     "reduction",
@@ -340,6 +344,52 @@ def transfer_weights(parent: nn.Module, child: nn.Module, removed: Sequence[str]
     except RuntimeError as err:
         raise ValueError(f"parent weights do not fit the child (different width or classes?): {err}") from err
     return child
+
+
+_PROBE_WIDTH = 1 / 64
+"""Width of the throw-away models that check a variant's layers against its parent's (one channel per 64)."""
+
+
+def removed_layers(parent: str, variant: str) -> tuple[str, ...]:
+    """The layers (block-tap names, depth order) of architecture ``parent`` that ``variant`` lacks.
+
+    ``ValueError`` unless ``variant`` is ``parent`` with units removed from the
+    back of its stages, so that its remaining layers keep the parent's names
+    and weights (checked with :func:`modgraph.prune.transfer_weights` on
+    narrow copies of both).
+    """
+    parent_model, child_model = create_model(parent, width=_PROBE_WIDTH), create_model(variant, width=_PROBE_WIDTH)
+    child_names = set(layer_names(child_model, "block"))
+    removed = tuple(name for name in layer_names(parent_model, "block") if name not in child_names)
+    try:
+        transfer_weights(parent_model, child_model)
+    except ValueError as err:
+        raise ValueError(f"{variant!r} is not {parent!r} with layers removed from the back of its stages: "
+                         f"{err}") from None
+    if not removed:
+        raise ValueError(f"{variant!r} has every layer of {parent!r}: it is not a pruned variant")
+    return removed
+
+
+def removed_delta_q(q: np.ndarray | Sequence[float], layers: Sequence[str], removed: Sequence[str]) -> float:
+    """Modularity the ``removed`` layers add on a parent's mean curve ``q`` (L,) over ``layers`` (L,).
+
+    ``sum over removed layers i of (q[i] - q[i-1])``; the first layer has no
+    step and cannot be among them. ``ValueError`` for unknown or repeated names.
+    """
+    values = np.asarray(q, dtype=float)
+    layers = list(layers)
+    if values.ndim != 1 or values.size != len(layers):
+        raise ValueError(f"q must be 1-D with one value per layer ({len(layers)}), got shape {values.shape}")
+    unknown = [name for name in removed if name not in layers]
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} not among the curve's layers; valid choices: {', '.join(layers)}")
+    if len(set(removed)) != len(removed):
+        raise ValueError(f"removed layers must be distinct, got {list(removed)}")
+    index = [layers.index(name) for name in removed]
+    if 0 in index:
+        raise ValueError(f"the first layer {layers[0]!r} has no step in Q to remove")
+    return float(sum(values[i] - values[i - 1] for i in index))
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping
+from typing import Any, Callable, ClassVar, ContextManager, Iterable, Iterator, Mapping, Union
 
 import torch
 from filelock import FileLock, Timeout
@@ -56,10 +56,11 @@ from modgraph import paths, provenance
 from modgraph.data import DATASETS, ArrayDataset, load_dataset
 from modgraph.devices import resolve_device
 from modgraph.registry import Registry
-from modgraph.train import RESUME_FILE, Recipe, get_recipe, snapshot_path, train_model
+from modgraph.train import RESUME_FILE, Recipe, evaluate, get_recipe, snapshot_path, train_model
 
 __all__ = [
     "ModelSpec",
+    "check_specs",
     "StoredModel",
     "INITIALISERS",
     "spec_hash",
@@ -68,7 +69,14 @@ __all__ = [
     "stored_snapshots",
     "REQUEST_LOG_ENV",
     "get_model",
-    "initial_model",
+    "accuracy_percent",
+    "Trained",
+    "Snapshot",
+    "Initial",
+    "WeightsFile",
+    "WeightsSource",
+    "Weights",
+    "resolve",
     "load_checkpoint",
 ]
 
@@ -191,6 +199,14 @@ class ModelSpec:
             "parent": self.parent.canonical() if self.parent is not None else None, "init": self.init,
             **({"removed": list(self.removed)} if self.removed else {}),
         }
+
+
+def check_specs(specs: Iterable[ModelSpec]) -> list[ModelSpec]:
+    """``specs`` as a list, checked: a non-empty sequence of :class:`ModelSpec` (e.g. :func:`modgraph.cache.trained_specs`)."""
+    items = [] if isinstance(specs, (str, ModelSpec)) else list(specs)
+    if not items or not all(isinstance(spec, ModelSpec) for spec in items):
+        raise ValueError(f"specs must be a non-empty list of ModelSpec (see modgraph.cache.trained_specs), got {specs!r}")
+    return items
 
 
 def spec_hash(spec: ModelSpec) -> str:
@@ -478,24 +494,142 @@ def _check_fits(model: nn.Module, spec: ModelSpec, data: ArrayDataset) -> None:
                          f"{spec.dataset} has {data.num_classes} classes")
 
 
-def initial_model(spec: ModelSpec, data: ArrayDataset) -> nn.Module:
-    """The network of ``spec`` at the weights its training starts from (``create_model`` with ``spec.seed``).
-
-    ``data`` (a split of ``spec.dataset``) supplies the classes and input
-    statistics. A spec with a ``parent`` starts from the parent's weights and
-    is rejected.
-    """
-    if spec.parent is not None:
-        raise ValueError(f"spec {spec.arch!r} is initialised from a parent model; initial_model needs a spec "
-                         "trained from scratch (parent=None)")
-    return _fresh_model(spec, data)
-
-
 def _fresh_model(spec: ModelSpec, data: ArrayDataset) -> nn.Module:
     from modgraph.models import create_model
 
     return create_model(spec.arch, num_classes=data.num_classes, width=spec.width, mean=data.mean, std=data.std,
                         seed=spec.seed, **dict(spec.overrides))
+
+
+def accuracy_percent(metrics: Mapping[str, Any]) -> float | None:
+    """Final test accuracy (%) from a stored model's training metrics; ``None`` when not recorded."""
+    value = metrics.get("final_test_acc")
+    return None if value is None else round(100.0 * float(value), 2)
+
+
+@dataclass(frozen=True, eq=False)
+class Weights:
+    """A network at the weights a source names (eval mode), and what its curves record about them (``meta``)."""
+
+    model: nn.Module
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _OfSpec:
+    """Weights of the network a store spec describes."""
+
+    spec: ModelSpec
+    kind: ClassVar[str] = ""
+
+    @property
+    def arch(self) -> str:
+        """The spec's architecture."""
+        return self.spec.arch
+
+    @property
+    def dataset(self) -> str:
+        """The data set the spec trains on."""
+        return self.spec.dataset
+
+    def key(self) -> dict[str, Any]:
+        """What determines the weights (part of a cache key)."""
+        return {"kind": self.kind, "spec": self.spec.canonical()}
+
+
+@dataclass(frozen=True)
+class Trained(_OfSpec):
+    """The weights ``spec``'s training ends with (trained by the store on first use)."""
+
+    kind: ClassVar[str] = "trained"
+
+    def load(self, device: torch.device, progress: bool) -> Weights:
+        """The stored model; ``meta``: its spec and final test accuracy (%)."""
+        stored = get_model(self.spec, device=device, progress=progress)
+        return Weights(stored.model, {"spec": self.spec.canonical(), "test_accuracy": accuracy_percent(stored.metrics)})
+
+
+@dataclass(frozen=True)
+class Snapshot(_OfSpec):
+    """The weights of ``spec``'s training after ``epoch`` epochs (0: the initialisation), from its snapshots."""
+
+    epoch: int
+    kind: ClassVar[str] = "snapshot"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.epoch, bool) or not isinstance(self.epoch, int) or self.epoch < 0:
+            raise ValueError(f"epoch must be an int >= 0 (0 = initialisation), got {self.epoch!r}")
+
+    def key(self) -> dict[str, Any]:
+        """What determines the weights (part of a cache key)."""
+        return {**super().key(), "epoch": self.epoch}
+
+    def load(self, device: torch.device, progress: bool) -> Weights:
+        """The snapshot; ``meta``: the epoch and the test accuracy (%) after it (the history's; evaluated for 0)."""
+        stored = get_model(self.spec, device=device, progress=progress)
+        model = stored.snapshot(self.epoch)
+        if self.epoch == 0:
+            accuracy = round(100.0 * evaluate(model, load_dataset(self.spec.dataset, "test", progress=False))[0], 2)
+        else:
+            record = [h for h in stored.metrics.get("history", []) if h.get("epoch") == self.epoch]
+            if not record:
+                raise ValueError(f"the training history in {stored.path} has no record of epoch {self.epoch}")
+            accuracy = round(100.0 * float(record[0]["test_acc"]), 2)
+        return Weights(model, {"epoch": self.epoch, "test_accuracy": accuracy})
+
+
+@dataclass(frozen=True)
+class Initial(_OfSpec):
+    """The weights ``spec``'s training starts from (``create_model`` with ``spec.seed``); not for a fine-tuned spec."""
+
+    kind: ClassVar[str] = "initial"
+
+    def __post_init__(self) -> None:
+        if self.spec.parent is not None:
+            raise ValueError(f"spec {self.spec.arch!r} is initialised from a parent model; initial weights need a "
+                             "spec trained from scratch (parent=None)")
+
+    def load(self, device: torch.device, progress: bool) -> Weights:
+        """The freshly built network; ``meta``: its spec and no test accuracy."""
+        model = _fresh_model(self.spec, load_dataset(self.spec.dataset, "test", progress=progress))
+        return Weights(model.to(device).eval(), {"spec": self.spec.canonical(), "test_accuracy": None})
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """Architecture ``arch`` with the state dict of the file ``path`` (e.g. torchvision's), normalising its input
+    with the statistics of ``dataset``."""
+
+    arch: str
+    path: str
+    dataset: str
+    kind: ClassVar[str] = "file"
+
+    def key(self) -> dict[str, Any]:
+        """What determines the weights (part of a cache key): the architecture and the file's sha256."""
+        sha = _sha256(Path(self.path))
+        if sha is None:
+            raise ValueError(f"no weights file {paths.relative(self.path)}")
+        return {"kind": self.kind, "arch": self.arch, "sha256": sha}
+
+    def load(self, device: torch.device, progress: bool) -> Weights:
+        """The network with the file's weights; ``meta`` records nothing more."""
+        from modgraph.models import create_model
+
+        data = load_dataset(self.dataset, "test", progress=progress)
+        model = create_model(self.arch, weights=str(self.path), mean=data.mean, std=data.std)
+        return Weights(model.to(device).eval(), {})
+
+
+WeightsSource = Union[Trained, Snapshot, Initial, WeightsFile]
+"""Where a network's weights come from: a store spec's training, one of its snapshots, its initialisation, a file."""
+
+
+def resolve(source: WeightsSource, device: str | torch.device | None = None, progress: bool = True) -> Weights:
+    """The network at the weights ``source`` names, eval mode, on ``device``, and what its curves record."""
+    if not isinstance(source, (Trained, Snapshot, Initial, WeightsFile)):
+        raise ValueError(f"source must be a Trained, Snapshot, Initial or WeightsFile, got {type(source).__name__}")
+    return source.load(resolve_device(device), progress)
 
 
 def _train(spec: ModelSpec, folder: Path, device: torch.device, snaps: tuple[int, ...], progress: bool) -> None:

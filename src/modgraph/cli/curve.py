@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from modgraph import paths, provenance
-from modgraph.graph import SIMILARITIES
+from modgraph.cli.options import add_curve_arguments, curve_settings
 
 DESCRIPTION = """\
 Compute the modularity curve of a trained model: for `--repeats` disjoint random
@@ -58,16 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     model.add_argument("--width", type=float,
                        help="channel width multiplier; default: 1 for the store, the one --checkpoint records")
     model.add_argument("--seed", type=int, help="training seed of the stored model; default: the store's")
-    curve = parser.add_argument_group("curve")
-    curve.add_argument("-n", type=int, default=500, help="images per repeat")
-    curve.add_argument("-k", type=int, default=3, help="neighbours per image in the k-NN graph")
-    curve.add_argument("--repeats", type=int, default=5, help="disjoint random samples of n images")
-    curve.add_argument("--sample-seed", type=int, default=0, help="seed drawing the samples")
-    curve.add_argument("--similarity", default="cosine", choices=SIMILARITIES.names(),
-                       help="similarity of feature vectors")
-    curve.add_argument("--tap", default="block",
-                       help="where a layer is read: block (the paper: unit / residual block output) or conv "
-                            "(the authors' code: convolution output before batch norm)")
+    curve = add_curve_arguments(parser, "curve")
     curve.add_argument("--layers", help="comma-separated module names or globs (* does not cross dots), e.g. "
                                         "'encoder.layers.*' or 'layer?.*'; default: the model family's layers")
     curve.add_argument("--tokens", choices=("cls", "mean", "flatten"),
@@ -115,11 +106,8 @@ def run_curve(args: argparse.Namespace) -> int:
         if args.image_size is not None:
             model, meta = PixelInput(model, image_size=args.image_size), {**meta, "image_size": args.image_size}
     images, labels = data.tensors()
-    curve = modularity_curve(
-        model, images, labels, n=args.n, k=args.k, repeats=args.repeats, seed=args.sample_seed,
-        similarity=args.similarity, tap=args.tap, layers=layers, tokens=tokens, batch_size=args.batch_size,
-        device=device, meta=meta, progress=not args.quiet,
-    )
+    curve = modularity_curve(model, images, labels, curve_settings(args), layers=layers, tokens=tokens,
+                             batch_size=args.batch_size, device=device, meta=meta, progress=not args.quiet)
     curve.to_json(out)
     if external is not None and args.weights in (None, "none"):
         print(f"WARNING: {args.model} has random initial weights (--weights none): this is the curve of an "

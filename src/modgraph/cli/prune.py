@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from modgraph import provenance
+from modgraph.cli.options import add_curve_arguments, curve_settings
 from modgraph.paper import PLATEAU_RISE
 
 DESCRIPTION = """\
@@ -44,12 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     model.add_argument("--recipe", help="training recipe of the stored model; default: the store's")
     model.add_argument("--epochs", type=int, help="training epochs of the stored model; default: the recipe's")
     model.add_argument("--seed", type=int, help="training seed of the stored model; default: the store's")
-    curve = parser.add_argument_group("curve (when computed)")
-    curve.add_argument("-n", type=int, default=500, help="images per repeat")
-    curve.add_argument("-k", type=int, default=3, help="neighbours per image in the k-NN graph")
-    curve.add_argument("--repeats", type=int, default=5, help="disjoint random samples of n images")
-    curve.add_argument("--sample-seed", type=int, default=0, help="seed drawing the samples")
-    curve.add_argument("--tap", default="block", help="where a layer is read: block or conv")
+    add_curve_arguments(parser, "curve (when computed)")
     rule = parser.add_argument_group("pruning")
     rule.add_argument("--threshold", type=float, default=PLATEAU_RISE,
                       help="a layer adding less modularity than this is redundant")
@@ -167,5 +163,5 @@ def _compute_curve(args: argparse.Namespace, model: nn.Module, data: Any, device
 
     images, labels = data.tensors()
     meta = {"arch": args.arch, "dataset": args.dataset, "split": "test", "width": width}
-    return modularity_curve(model, images, labels, n=args.n, k=args.k, repeats=args.repeats, seed=args.sample_seed,
-                            tap=args.tap, device=device, meta=meta, progress=not args.quiet)
+    return modularity_curve(model, images, labels, curve_settings(args), device=device, meta=meta,
+                            progress=not args.quiet)

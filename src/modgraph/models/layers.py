@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from numbers import Real
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -15,6 +15,7 @@ __all__ = [
     "CIFAR10_STD",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "CifarDefaults",
     "Normalize",
     "ConvBNReLU",
     "scale_width",
@@ -26,6 +27,15 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class CifarDefaults:
+    """What a CIFAR model configuration defaults to (:class:`modgraph.models.ModelConfig`): 10 classes and the
+    CIFAR-10 input statistics."""
+
+    default_num_classes: ClassVar[int] = 10
+    default_mean: ClassVar[tuple[float, ...]] = CIFAR10_MEAN
+    default_std: ClassVar[tuple[float, ...]] = CIFAR10_STD
 
 
 class Normalize(nn.Module):

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modgraph.models.layers import CIFAR10_MEAN, CIFAR10_STD, ConvBNReLU, Normalize, init_weights, scale_width
+from modgraph.models.layers import CifarDefaults, ConvBNReLU, Normalize, init_weights, scale_width
 from modgraph.models.taps import LayerSpec, tap_layers
 from modgraph.registry import Registry
 
@@ -106,7 +106,7 @@ def _positive_ints(name: str, values: object) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class ResNetConfig:
+class ResNetConfig(CifarDefaults):
     """Residual network: ``depths[i]`` blocks of ``widths[i]`` channels in stage ``i`` (before width scaling).
 
     ``block`` names a :data:`BLOCKS` entry, ``shortcut`` a :data:`SHORTCUTS` entry
@@ -118,10 +118,6 @@ class ResNetConfig:
     widths: tuple[int, ...] = (64, 128, 256, 512)
     stem: int = 64
     shortcut: str = "projection"
-
-    default_num_classes: ClassVar[int] = 10
-    default_mean: ClassVar[tuple[float, ...]] = CIFAR10_MEAN
-    default_std: ClassVar[tuple[float, ...]] = CIFAR10_STD
 
     def __post_init__(self) -> None:
         BLOCKS.get(self.block)

@@ -14,12 +14,12 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import ClassVar, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
-from modgraph.models.layers import CIFAR10_MEAN, CIFAR10_STD, ConvBNReLU, Normalize, init_weights, scale_width
+from modgraph.models.layers import CifarDefaults, ConvBNReLU, Normalize, init_weights, scale_width
 from modgraph.models.taps import LayerSpec, tap_layers
 
 __all__ = ["VGGConfig", "VGG", "VGG_STAGES", "vgg_remove_last_units", "CONFIGS"]
@@ -51,16 +51,12 @@ def vgg_remove_last_units(stages: Sequence[Sequence[int]], n: int) -> tuple[tupl
 
 
 @dataclass(frozen=True)
-class VGGConfig:
+class VGGConfig(CifarDefaults):
     """VGG architecture: ``stages`` holds each stage's unit channel counts (before width scaling)."""
 
     stages: tuple[tuple[int, ...], ...]
     hidden: int = 512
     dropout: float = 0.5
-
-    default_num_classes: ClassVar[int] = 10
-    default_mean: ClassVar[tuple[float, ...]] = CIFAR10_MEAN
-    default_std: ClassVar[tuple[float, ...]] = CIFAR10_STD
 
     def __post_init__(self) -> None:
         try:

@@ -21,19 +21,19 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import ClassVar, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
-from modgraph.models.layers import CIFAR10_MEAN, CIFAR10_STD, Normalize
+from modgraph.models.layers import CifarDefaults, Normalize
 from modgraph.models.taps import LayerSpec, tap_layers
 
 __all__ = ["ViTConfig", "VisionTransformer", "EncoderBlock", "CONFIGS"]
 
 
 @dataclass(frozen=True)
-class ViTConfig:
+class ViTConfig(CifarDefaults):
     """ViT architecture: token width ``dim`` (before width scaling), ``depth`` blocks, ``heads`` heads."""
 
     dim: int = 128
@@ -43,10 +43,6 @@ class ViTConfig:
     patch: int = 4
     image_size: int = 32
     dropout: float = 0.0
-
-    default_num_classes: ClassVar[int] = 10
-    default_mean: ClassVar[tuple[float, ...]] = CIFAR10_MEAN
-    default_std: ClassVar[tuple[float, ...]] = CIFAR10_STD
 
     def __post_init__(self) -> None:
         ints = {"dim": self.dim, "depth": self.depth, "heads": self.heads, "patch": self.patch,

@@ -9,7 +9,7 @@ import numpy as np
 import seaborn as sns
 
 if TYPE_CHECKING:
-    from modgraph.sections.cka import LayerComparison
+    from modgraph.cka import LayerComparison
 
 __all__ = ["difference_heatmap", "difference_figure"]
 
@@ -45,7 +45,7 @@ def difference_figure(
 ) -> plt.Figure:
     """One row per model: ``|Q_i - Q_j|`` and ``1 - CKA`` heatmaps, then the scatter of their layer pairs.
 
-    ``comparisons``: model -> :class:`modgraph.sections.cka.LayerComparison`;
+    ``comparisons``: model -> :class:`modgraph.cka.LayerComparison`;
     the scatter's title gives their Spearman agreement.
     """
     if not comparisons:

@@ -4,7 +4,7 @@ For one stored model, :func:`measure_ablation` computes curves over a range of
 ``N`` (at the reference ``k``) and of ``k`` (at the reference ``N``) with the
 reference and the alternative similarity -- two feature passes through the
 model (:func:`modgraph.curve.modularity_sweep`) -- plus the curve of the same
-architecture at its initial weights (:func:`modgraph.store.initial_model`). Every curve of an
+architecture at its initial weights (:class:`modgraph.store.Initial`). Every curve of an
 ablation uses the samples of :func:`modgraph.data.sample_indices` with the
 same ``seed``, so curves at the same ``N`` share their samples.
 :func:`cached_ablation` caches the result per model. The claims' quantities
@@ -45,7 +45,7 @@ __all__ = [
     "measure_ablation",
     "cached_ablation",
     "ablation_study",
-    "summary_table",
+    "reference_table",
 ]
 
 
@@ -319,53 +319,40 @@ def cached_ablation(
     """:func:`measure_ablation` of the stored model ``spec`` on its data set's test split, cached.
 
     The model comes from :func:`modgraph.store.get_model` (trained on first
-    use), the untrained one from :func:`modgraph.store.initial_model`; the result is cached
+    use), the untrained one at :class:`modgraph.store.Initial` weights; the result is cached
     under ``data/cache/ablations/`` keyed by spec, settings and code.
     """
     from modgraph import cache
     from modgraph.data import load_dataset
-    from modgraph.store import get_model, initial_model
+    from modgraph.store import Initial, Trained, resolve
 
     if not isinstance(settings, AblationSettings):
         raise ValueError(f"settings must be an AblationSettings, got {type(settings).__name__}")
 
     def compute() -> dict:
-        data = load_dataset(spec.dataset, "test", progress=progress)
-        stored = get_model(spec, device=device, progress=progress)
-        images, labels = data.tensors()
-        meta = {"model": spec.arch, "dataset": spec.dataset, "split": "test", "spec": spec.canonical(),
-                "test_accuracy": cache.accuracy_percent(stored.metrics)}
-        return measure_ablation(stored.model, initial_model(spec, data), images, labels, settings, name=spec.arch,
-                                meta=meta, device=device, progress=progress).to_dict()
+        images, labels = load_dataset(spec.dataset, "test", progress=progress).tensors()
+        trained = resolve(Trained(spec), device=device, progress=progress)
+        meta = {"model": spec.arch, "dataset": spec.dataset, "split": "test", **trained.meta}
+        untrained = resolve(Initial(spec), device=device, progress=progress).model
+        return measure_ablation(trained.model, untrained, images, labels, settings, name=spec.arch, meta=meta,
+                                device=device, progress=progress).to_dict()
 
     config = {"model": spec.canonical(), "dataset": spec.dataset, "split": "test", "settings": settings}
-    code = cache.CURVE_CODE + ("modgraph.sections.ablations", "modgraph.store")
-    return ModelAblation.from_dict(cache.cached("ablations", config, compute, code=code))
+    return ModelAblation.from_dict(cache.cached("ablations", config, compute, code=("modgraph.sections.ablations",)))
 
 
-def ablation_study(
-    archs: Sequence[str],
-    dataset: str,
-    settings: AblationSettings,
-    *,
-    recipe: str,
-    width: float = 1.0,
-    epochs: int | None = None,
-    seed: int = 0,
-    device: str | None = None,
-    progress: bool = True,
-) -> dict[str, ModelAblation]:
-    """:func:`cached_ablation` of every ``arch`` trained on ``dataset`` by the store: arch -> ablation."""
-    from modgraph.cache import trained_specs
+def ablation_study(specs: Sequence["ModelSpec"], settings: AblationSettings, *, device: str | None = None,
+                   progress: bool = True) -> dict[str, ModelAblation]:
+    """:func:`cached_ablation` of every stored model of ``specs`` (:func:`modgraph.cache.trained_specs`): arch ->
+    ablation."""
+    from modgraph.store import check_specs
 
-    if isinstance(archs, str) or not archs:
-        raise ValueError(f"archs must be a non-empty list of model names, got {archs!r}")
-    specs = trained_specs(archs, dataset, recipe=recipe, width=width, epochs=epochs, seed=seed)
+    specs = check_specs(specs)
     return {spec.arch: cached_ablation(spec, settings, device=device, progress=progress)
             for spec in tqdm(specs, desc="ablations", disable=not progress)}
 
 
-def summary_table(study: Mapping[str, ModelAblation]) -> pd.DataFrame:
+def reference_table(study: Mapping[str, ModelAblation]) -> pd.DataFrame:
     """One row per model: layers, test accuracy (%), and the reference curve's first- and last-layer Q
     after training and at the initial weights."""
     rows = [{"model": model, "layers": len(r.reference.layers), "test accuracy (%)": r.meta.get("test_accuracy"),

@@ -5,25 +5,23 @@ test images per wanted example (a seeded random subset, in index order) to
 :func:`modgraph.attacks.adversarial_examples`, which attacks the correctly
 classified ones until ``n`` attacks succeed, and caches the result under
 ``data/cache/adversarial/<key>.pt`` beside ``<key>.json`` (config, metrics,
-code version). The key hashes the model's spec, the attack, its resolved
-parameters, ``n``, ``pool``, ``seed``, the batch size and the source of the
-code that makes the examples, so a plotting change reuses them and a change
-to the attack code recomputes them.
+code version). The key (:func:`modgraph.cache.entry_key`, as for every cached
+result) hashes the model's spec, the attack, its resolved parameters, ``n``,
+``pool``, ``seed``, the batch size and the code that makes the examples, so a
+plotting change reuses them and a change to the attack code recomputes them.
 
 :func:`attack_curves` measures the modularity curve of the adversarial images
 and of the clean images they came from, labelled by their true classes: one
 sample set of all found examples each, so the two curves are a paired
 comparison on the same images. :func:`adversarial_study` does this for every
 pair and adds each model's clean curve on ``n`` random test samples
-(:func:`modgraph.cache.cached_curve`) as a reference.
+(:func:`modgraph.cache.curve`) as a reference.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ from tqdm.auto import tqdm
 
 from modgraph import paths, provenance
 from modgraph.attacks import ATTACKS, AdversarialResult, adversarial_examples, attack_params
+from modgraph.checks import int_at_least
 from modgraph.claims import Claim, check
 from modgraph.curve import Curve, CurveSettings
 
@@ -54,9 +53,9 @@ __all__ = [
     "adversarial_study",
 ]
 
-ATTACK_CODE = ("modgraph.attacks", "modgraph.compat", "modgraph.data", "modgraph.models")
-"""Modules whose source determines the adversarial examples of a stored model (part of the cache key,
-with the source of the functions of this module that draw and attack the candidates)."""
+ATTACK_CODE = ("modgraph.sections.adversarial",)
+"""The code of the adversarial examples of a stored model: this module, which draws the candidates, with all it
+imports (the attacks, the store); part of their cache key."""
 
 
 def peak_gap(adversarial: Sequence[float] | np.ndarray, clean: Sequence[float] | np.ndarray) -> float:
@@ -66,12 +65,6 @@ def peak_gap(adversarial: Sequence[float] | np.ndarray, clean: Sequence[float] |
     if adv.ndim != 1 or adv.shape != ref.shape or adv.size == 0:
         raise ValueError(f"peak_gap needs two non-empty 1-D curves of equal length, got {adv.shape} and {ref.shape}")
     return float(adv.max() - ref.max())
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -107,10 +100,10 @@ class AdversarialSettings:
         object.__setattr__(self, "attacks", names)
         if not isinstance(self.curve, CurveSettings):
             raise ValueError(f"curve must be a CurveSettings, got {type(self.curve).__name__}")
-        object.__setattr__(self, "pool", _positive_int("pool", self.pool))
-        samples = {a: _positive_int(f"samples[{a!r}]", v) for a, v in self._per_attack("samples").items()}
+        object.__setattr__(self, "pool", int_at_least(self.pool, "pool"))
+        samples = {a: int_at_least(v, f"samples[{a!r}]") for a, v in self._per_attack("samples").items()}
         object.__setattr__(self, "samples", samples)
-        batches = {a: _positive_int(f"batches[{a!r}]", v) for a, v in self._per_attack("batches").items()}
+        batches = {a: int_at_least(v, f"batches[{a!r}]") for a, v in self._per_attack("batches").items()}
         object.__setattr__(self, "batches", batches)
         overrides = self._per_attack("overrides")
         for name, params in overrides.items():
@@ -188,16 +181,13 @@ def _config(spec: "ModelSpec", attack: str, settings: AdversarialSettings) -> di
 def adversarial_key(spec: "ModelSpec", attack: str, settings: AdversarialSettings) -> str:
     """20 hex digits naming the cached examples of ``attack`` on ``spec``'s model under ``settings``.
 
-    Hashes the model's spec, the attack's resolved parameters, the number of
-    examples wanted, ``pool``, ``seed``, the batch size, the source of :data:`ATTACK_CODE`
-    and that of :func:`cached_adversarial` and its helpers.
+    :func:`modgraph.cache.entry_key` of the model's spec, the attack's resolved
+    parameters, the number of examples wanted, ``pool``, ``seed``, the batch
+    size, and the code of :data:`ATTACK_CODE`.
     """
-    from modgraph.cache import source_hash
+    from modgraph.cache import entry_key
 
-    own = "".join(inspect.getsource(fn) for fn in (_candidates, _config, cached_adversarial))
-    blob = {"config": _config(spec, attack, settings), "code": source_hash(ATTACK_CODE),
-            "own": hashlib.sha256(own.encode()).hexdigest()}
-    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=provenance._jsonable).encode()).hexdigest()[:20]
+    return entry_key(_config(spec, attack, settings), ATTACK_CODE)
 
 
 def cached_adversarial(
@@ -417,34 +407,23 @@ class AdversarialStudy:
         }
 
 
-def adversarial_study(
-    archs: Sequence[str],
-    dataset: str,
-    settings: AdversarialSettings,
-    *,
-    recipe: str,
-    width: float = 1.0,
-    epochs: int | None = None,
-    seed: int = 0,
-    device: str | None = None,
-    progress: bool = True,
-) -> AdversarialStudy:
-    """Every attack of ``settings`` on every ``arch`` trained on ``dataset`` by the store, with curves.
+def adversarial_study(specs: Sequence["ModelSpec"], settings: AdversarialSettings, *, device: str | None = None,
+                      progress: bool = True) -> AdversarialStudy:
+    """Every attack of ``settings`` on every stored model of ``specs`` (:func:`modgraph.cache.trained_specs`),
+    with curves.
 
-    ``seed`` is the models' training seed (``settings.curve.seed`` drives the
-    attacks). Attack results and curves come from the caches; each model's
-    clean reference curve is :func:`modgraph.cache.cached_curve` on
-    ``settings.curve.n`` test samples.
+    ``settings.curve.seed`` drives the attacks. Attack results and curves come
+    from the caches; each model's clean reference curve is
+    :func:`modgraph.cache.curve` on ``settings.curve.n`` test samples.
     """
-    from modgraph.cache import cached_curve, trained_specs
+    from modgraph.cache import curve
+    from modgraph.store import Trained, check_specs
 
     if not isinstance(settings, AdversarialSettings):
         raise ValueError(f"settings must be an AdversarialSettings, got {type(settings).__name__}")
-    if isinstance(archs, str) or not archs:
-        raise ValueError(f"archs must be a non-empty list of model names, got {archs!r}")
-    specs = trained_specs(archs, dataset, recipe=recipe, width=width, epochs=epochs, seed=seed)
+    specs = check_specs(specs)
     s = settings
-    references = {spec.arch: cached_curve(spec, s.curve, split="test", device=device, progress=progress)
+    references = {spec.arch: curve(Trained(spec), s.curve, device=device, progress=progress)
                   for spec in specs}
     outcomes = []
     jobs = [(spec, attack) for spec in specs for attack in s.attacks]

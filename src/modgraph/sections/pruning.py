@@ -7,9 +7,10 @@ parent through the model store (``ModelSpec(parent=..., init="transfer")``),
 and every model's modularity curve comes from the curve cache.
 
 - The *removed layers* of a variant are the parent's layers it lacks
-  (:func:`removed_layers`); their *Delta-Q* is the modularity those layers add
-  on the parent's mean curve, ``sum over removed i of (Q_i - Q_{i-1})``
-  (:func:`removed_delta_q`): for one removed layer, its step.
+  (:func:`modgraph.prune.removed_layers`); their *Delta-Q* is the modularity
+  those layers add on the parent's mean curve, ``sum over removed i of
+  (Q_i - Q_{i-1})`` (:func:`modgraph.prune.removed_delta_q`): for one removed
+  layer, its step.
 - A model's *plateau* is its redundant layers by
   :func:`modgraph.prune.redundant_layers` at the settings' threshold.
 
@@ -33,10 +34,12 @@ import pandas as pd
 from scipy import stats
 from tqdm.auto import tqdm
 
+from modgraph.checks import int_at_least
 from modgraph.claims import Claim, check
 from modgraph.curve import CurveSettings
 from modgraph.models.resnet_cifar import AUTHORS_RESNET56_DEPTHS
 from modgraph.paper import ACCURACY_MARGIN, PAPER_FIG10_POINTS, PAPER_TABLE1, PAPER_TABLE1_MODEL, PLATEAU_RISE
+from modgraph.prune import removed_delta_q, removed_layers
 from modgraph.site import admonition
 
 if TYPE_CHECKING:
@@ -47,8 +50,6 @@ if TYPE_CHECKING:
 __all__ = [
     "AUTHORS_TABLE1_ARCHS",
     "PruneSettings",
-    "removed_layers",
-    "removed_delta_q",
     "rank_trend",
     "linear_correlation",
     "FamilyStudy",
@@ -68,16 +69,6 @@ __all__ = [
 
 AUTHORS_TABLE1_ARCHS: dict[str, str] = {ds: f"resnet56_authors_{ds}" for ds in AUTHORS_RESNET56_DEPTHS}
 """The pruned ResNet56 architectures the authors released, per data set (registered models)."""
-
-
-_PROBE_WIDTH = 1 / 64
-"""Width of the throw-away models that check a variant's layers against its parent's (one channel per 64)."""
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -106,9 +97,9 @@ class PruneSettings:
         get_recipe(self.recipe)
         if not isinstance(self.curve, CurveSettings):
             raise ValueError(f"curve must be a CurveSettings, got {type(self.curve).__name__}")
-        _positive_int(self.finetune_epochs, "finetune_epochs")
+        int_at_least(self.finetune_epochs, "finetune_epochs")
         if self.epochs is not None:
-            _positive_int(self.epochs, "epochs")
+            int_at_least(self.epochs, "epochs")
         if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not self.width > 0:
             raise ValueError(f"width must be a number > 0, got {self.width!r}")
         threshold = self.threshold
@@ -124,7 +115,7 @@ class PruneSettings:
 
     def variant_spec(self, parent: "ModelSpec", variant: str) -> "ModelSpec":
         """The store spec of ``variant`` fine-tuned from the trained ``parent``; ``ValueError`` unless it is a
-        variant of it (:func:`removed_layers`)."""
+        variant of it (:func:`modgraph.prune.removed_layers`)."""
         from modgraph.store import ModelSpec
 
         removed_layers(parent.arch, variant)
@@ -134,54 +125,9 @@ class PruneSettings:
     def curve_of(self, spec: "ModelSpec", *, device: str | None = None, progress: bool = True) -> "Curve":
         """The cached test-split curve (:attr:`curve`) of the stored model ``spec`` (trained on first use)."""
         from modgraph import cache
+        from modgraph.store import Trained
 
-        return cache.cached_curve(spec, self.curve, device=device, progress=progress)
-
-
-def removed_layers(parent: str, variant: str) -> tuple[str, ...]:
-    """The layers (block-tap names, depth order) of architecture ``parent`` that ``variant`` lacks.
-
-    ``ValueError`` unless ``variant`` is ``parent`` with units removed from the
-    back of its stages, so that its remaining layers keep the parent's names
-    and weights (checked with :func:`modgraph.prune.transfer_weights` on
-    narrow copies of both).
-    """
-    from modgraph.features import layer_names
-    from modgraph.models import create_model
-    from modgraph.prune import transfer_weights
-
-    parent_model, child_model = create_model(parent, width=_PROBE_WIDTH), create_model(variant, width=_PROBE_WIDTH)
-    child_names = set(layer_names(child_model, "block"))
-    removed = tuple(name for name in layer_names(parent_model, "block") if name not in child_names)
-    try:
-        transfer_weights(parent_model, child_model)
-    except ValueError as err:
-        raise ValueError(f"{variant!r} is not {parent!r} with layers removed from the back of its stages: "
-                         f"{err}") from None
-    if not removed:
-        raise ValueError(f"{variant!r} has every layer of {parent!r}: it is not a pruned variant")
-    return removed
-
-
-def removed_delta_q(q: np.ndarray | Sequence[float], layers: Sequence[str], removed: Sequence[str]) -> float:
-    """Modularity the ``removed`` layers add on a parent's mean curve ``q`` (L,) over ``layers`` (L,).
-
-    ``sum over removed layers i of (q[i] - q[i-1])``; the first layer has no
-    step and cannot be among them. ``ValueError`` for unknown or repeated names.
-    """
-    values = np.asarray(q, dtype=float)
-    layers = list(layers)
-    if values.ndim != 1 or values.size != len(layers):
-        raise ValueError(f"q must be 1-D with one value per layer ({len(layers)}), got shape {values.shape}")
-    unknown = [name for name in removed if name not in layers]
-    if unknown:
-        raise ValueError(f"{', '.join(unknown)} not among the curve's layers; valid choices: {', '.join(layers)}")
-    if len(set(removed)) != len(removed):
-        raise ValueError(f"removed layers must be distinct, got {list(removed)}")
-    index = [layers.index(name) for name in removed]
-    if 0 in index:
-        raise ValueError(f"the first layer {layers[0]!r} has no step in Q to remove")
-    return float(sum(values[i] - values[i - 1] for i in index))
+        return cache.curve(Trained(spec), self.curve, device=device, progress=progress)
 
 
 def _pairs(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -528,10 +474,9 @@ def prune_by_curve(parent: "ModelSpec", settings: PruneSettings, *, device: str 
     removed, the pruned model is fine-tuned from the parent through the store
     (``settings.finetune_epochs``), and thop counts both models for one image.
     """
-    from modgraph import cache
     from modgraph.data import load_dataset
     from modgraph.prune import complexity
-    from modgraph.store import get_model
+    from modgraph.store import accuracy_percent, get_model
 
     stored = get_model(parent, device=device, progress=progress)
     model = stored.model
@@ -542,11 +487,11 @@ def prune_by_curve(parent: "ModelSpec", settings: PruneSettings, *, device: str 
     before = complexity(model, size)
     if removed:
         pruned = get_model(pruned_spec(parent, removed, settings), device=device, progress=progress)
-        after, pruned_accuracy = complexity(pruned.model, size), cache.accuracy_percent(pruned.metrics)
+        after, pruned_accuracy = complexity(pruned.model, size), accuracy_percent(pruned.metrics)
     else:
         after, pruned_accuracy = before, None
     return PruneResult(parent.arch, parent.dataset, float(settings.threshold), curve, tuple(verdicts), removed,
-                       refused, cache.accuracy_percent(stored.metrics), pruned_accuracy, before, after,
+                       refused, accuracy_percent(stored.metrics), pruned_accuracy, before, after,
                        authors_complexity(parent.dataset, test.num_classes, size))
 
 

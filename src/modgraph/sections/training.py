@@ -1,11 +1,9 @@
 """Fig. 6(b): the modularity of every layer over the first epochs of training, beside test accuracy.
 
-:func:`snapshot_curve` measures the modularity curve of one stored snapshot
-(:meth:`modgraph.store.StoredModel.snapshot`; epoch 0 is the initialisation)
-on test samples and caches it together with that epoch's test accuracy (from
-the store's per-epoch history; the initialisation is evaluated).
-:func:`training_dynamics` gathers the curves of every snapshot a spec requests
-into a :class:`TrainingDynamics`, whose ``q`` is the (epochs, layers) matrix
+:func:`training_dynamics` gathers the cached test-split curves of every
+snapshot a spec requests (:class:`modgraph.store.Snapshot`; epoch 0 is the
+initialisation), each with that epoch's test accuracy, into a
+:class:`TrainingDynamics`, whose ``q`` is the (epochs, layers) matrix
 of mean Q. The claims' quantities are pure functions of that matrix and the
 accuracy per epoch.
 """
@@ -27,7 +25,7 @@ from modgraph.paper import DEEP_CORRELATION, SHALLOW_RANGE_RATIO
 from modgraph.registry import Registry
 
 if TYPE_CHECKING:
-    from modgraph.store import ModelSpec, StoredModel
+    from modgraph.store import ModelSpec
 
 __all__ = [
     "CORRELATIONS",
@@ -36,7 +34,6 @@ __all__ = [
     "epoch_range_ratio",
     "accuracy_correlation",
     "TrainingDynamics",
-    "snapshot_curve",
     "training_dynamics",
 ]
 
@@ -175,62 +172,6 @@ class TrainingDynamics:
                    tuple(data["accuracy"]))
 
 
-def _epoch_accuracy(stored: "StoredModel", epoch: int, model: Any) -> float:
-    """Test accuracy (%) after ``epoch`` epochs: the training history's, or evaluated for epoch 0."""
-    from modgraph.data import load_dataset
-    from modgraph.train import evaluate
-
-    if epoch == 0:
-        return round(100.0 * evaluate(model, load_dataset(stored.spec.dataset, "test", progress=False))[0], 2)
-    record = [h for h in stored.metrics.get("history", []) if h.get("epoch") == epoch]
-    if not record:
-        raise ValueError(f"the training history in {stored.path} has no record of epoch {epoch}")
-    return round(100.0 * float(record[0]["test_acc"]), 2)
-
-
-def _snapshot_curve(spec: "ModelSpec", epoch: int, load: Callable[[], "StoredModel"], settings: CurveSettings, *,
-                    device: str | None, progress: bool) -> Curve:
-    from modgraph import cache
-    from modgraph.curve import modularity_curve
-    from modgraph.data import load_dataset
-
-    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-        raise ValueError(f"epoch must be an int >= 0 (0 = initialisation), got {epoch!r}")
-    config = {"spec": spec.canonical(), "epoch": int(epoch), "dataset": spec.dataset, "split": "test",
-              **settings.to_dict()}
-
-    def compute() -> dict:
-        stored = load()
-        model = stored.snapshot(int(epoch))
-        images, labels = load_dataset(spec.dataset, "test", progress=progress).tensors()
-        meta = {"model": spec.arch, "dataset": spec.dataset, "split": "test", "epoch": int(epoch),
-                "test_accuracy": _epoch_accuracy(stored, int(epoch), model)}
-        return modularity_curve(model, images, labels, settings, device=device, meta=meta,
-                                progress=progress).to_dict()
-
-    return Curve.from_dict(cache.cached("snapshot-curves", config, compute, code=cache.CURVE_CODE))
-
-
-def snapshot_curve(
-    spec: "ModelSpec",
-    epoch: int,
-    settings: CurveSettings = CurveSettings(),
-    *,
-    device: str | None = None,
-    progress: bool = True,
-) -> Curve:
-    """The modularity curve (``settings``) of ``spec``'s model after ``epoch`` epochs on its test split, cached.
-
-    ``meta["test_accuracy"]`` is that epoch's test accuracy (%). The model is
-    trained by the store on first use; an epoch without a saved snapshot
-    raises the store's ``ValueError`` listing the saved epochs.
-    """
-    from modgraph.store import get_model
-
-    return _snapshot_curve(spec, epoch, lambda: get_model(spec, device=device, progress=progress), settings,
-                           device=device, progress=progress)
-
-
 def training_dynamics(
     spec: "ModelSpec",
     settings: CurveSettings = CurveSettings(),
@@ -238,20 +179,15 @@ def training_dynamics(
     device: str | None = None,
     progress: bool = True,
 ) -> TrainingDynamics:
-    """:func:`snapshot_curve` of every epoch in ``spec.snapshot_epochs`` (at least 2), loading the model once."""
-    from modgraph.store import get_model
+    """The cached curve (:func:`modgraph.cache.curve` of :class:`modgraph.store.Snapshot`) of every epoch in
+    ``spec.snapshot_epochs`` (at least 2), with the test accuracy after that epoch."""
+    from modgraph import cache
+    from modgraph.store import Snapshot
 
     epochs = spec.snapshot_epochs
     if len(epochs) < 2:
         raise ValueError(f"training dynamics need at least 2 snapshot epochs, got {list(epochs)}; "
                          "request them with ModelSpec(snapshot_epochs=range(0, E + 1))")
-    loaded: list["StoredModel"] = []
-
-    def load() -> "StoredModel":
-        if not loaded:
-            loaded.append(get_model(spec, device=device, progress=progress))
-        return loaded[0]
-
-    curves = tuple(_snapshot_curve(spec, e, load, settings, device=device, progress=progress)
+    curves = tuple(cache.curve(Snapshot(spec, e), settings, device=device, progress=progress)
                    for e in tqdm(epochs, desc=f"{spec.arch} snapshots", disable=not progress))
     return TrainingDynamics(spec.arch, epochs, curves, tuple(c.meta["test_accuracy"] for c in curves))
