@@ -10,6 +10,7 @@ import types
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 import modgraph.cli as cli
 from modgraph.cli import curve as curve_cli
@@ -205,6 +206,23 @@ def test_user_factory_through_the_cli(digits, home, tmp_path, monkeypatch, capsy
     curve = Curve.from_json(out)
     assert curve.layers == ("1", "3") and curve.meta["source"] == "mynets:tiny" and curve.meta["weights"] == "none"
     assert curve.meta["layer_selection"] == ["1", "3"] and curve.meta["normalize"] == "none"
+
+
+@pytest.mark.parametrize(("name", "block", "count"), [
+    ("efficientnet_b0", "MBConv", 16), ("swin_t", "SwinTransformerBlock", 12),
+    ("mobilenet_v3_small", "InvertedResidual", 11), ("convnext_tiny", "CNBlock", 18),
+])
+def test_torchvision_families_give_a_finite_curve_of_their_blocks(name, block, count, digits, home, tmp_path,
+                                                                    monkeypatch):
+    out = tmp_path / f"{name}.json"
+    argv = ["curve", "--model", f"torchvision:{name}", "--weights", "none", "--dataset", "digits", "-n", "30",
+            "--repeats", "1", "--image-size", "64", "--device", "cpu", "--quiet", "--out", str(out)]
+    assert _main(argv, monkeypatch) == 0
+    curve = Curve.from_json(out)
+    net = torchvision.models.get_model(name, weights=None)
+    assert list(curve.layers) == [n for n, m in net.named_modules() if type(m).__name__ == block]
+    assert len(curve.layers) == count and np.isfinite(curve.mean).all() and (curve.mean > 0).all()
+    assert curve.meta["tokens"] == "flatten" and curve.meta["image_size"] == 64
 
 
 @pytest.mark.parametrize(("extra", "message"), [
