@@ -97,6 +97,11 @@ def driver():
     drv.quit()
 
 
+WIDE_TABLES = """return [...document.querySelectorAll('.modgraph-table-wrap')]
+    .filter(wrap => wrap.scrollWidth > wrap.clientWidth + 1)
+    .map(wrap => [...wrap.querySelectorAll('th')].map(th => th.textContent).join(' | '));"""
+"""The column headers of every table that needs its scroll bar at the test's window width (1280 px)."""
+
 REDIRECT = re.compile(r'<meta http-equiv="Refresh" content="0; url=([^"]+)"', re.I)
 
 
@@ -115,6 +120,8 @@ def page_problems(driver, base_url: str, html_root: Path, page: str) -> list[str
     state = driver.execute_async_script(PAGE_STATE)
     problems = [f"console: {e['message']}" for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     problems += [f"image did not load: {src}" for src in state["badImages"]]
+    problems += [f"table wider than the text column (columns: {columns})"
+                 for columns in driver.execute_script(WIDE_TABLES)]
     problems += [f"formula not typeset: {tex!r}" for tex in state["rawMath"]]
     problems += [f"fetched from outside the site: {url}" for url in state["external"]]
     if "\\(" in state["text"] or "\\[" in state["text"]:

@@ -34,6 +34,14 @@ def test_long_lists_and_text_are_summarised_but_kept_whole():
     assert tables.format_cell(True) == "yes"
 
 
+def test_only_cells_with_a_long_word_may_break_it_anywhere():
+    frame = pd.DataFrame({"attack": ["CarliniWagnerL2Attack", "cifar10 vgg19_2"],
+                          "parameters": ["binary_search_steps=3, max_iterations=100", "eps=0.3"]})
+    out = tables.to_html(frame)
+    assert '<td class="token">CarliniWagnerL2Attack</td>' in out and "<td>cifar10 vgg19_2</td>" in out
+    assert '<td class="text token">binary_search_steps=3, max_iterations=100</td>' in out and "<td>eps=0.3</td>" in out
+
+
 def test_to_html_drops_the_default_index_and_keeps_a_named_one():
     frame = pd.DataFrame({"q": [0.5123, -5.36528e-07], "verdict": ["holds", "not measured"]})
     out = tables.to_html(frame)

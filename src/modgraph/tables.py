@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["VERDICT_CLASSES", "MAX_LIST", "LONG_CELL", "WIDE_TEXT", "column_decimals", "format_number",
+__all__ = ["VERDICT_CLASSES", "MAX_LIST", "LONG_CELL", "WIDE_TEXT", "LONG_TOKEN", "column_decimals", "format_number",
            "format_cell", "summary", "to_html", "install"]
 
 VERDICT_CLASSES = {"holds": "verdict-holds", "does not hold": "verdict-fails", "not measured": "verdict-unmeasured"}
@@ -34,6 +34,10 @@ LONG_CELL = 140
 
 WIDE_TEXT = 40
 """A cell with more text than this gets a wider column (CSS class ``text``), so its row stays low."""
+
+LONG_TOKEN = 16
+"""A cell holding a word longer than this (an identifier such as ``CarliniWagnerL2Attack``) may break it
+anywhere (CSS class ``token``), so one long name cannot push the table past the text column."""
 
 MISSING = "–"
 """How a missing number (None, NaN) is shown."""
@@ -107,7 +111,9 @@ def _cell_html(css: str, text: str) -> str:
     short = summary(text)
     if short is not None:
         body = f"<details><summary>{html.escape(short)}</summary>{body}</details>"
-    return f'<td class="text">{body}</td>' if len(text) > WIDE_TEXT else f"<td>{body}</td>"
+    classes = [name for name, wanted in (("text", len(text) > WIDE_TEXT),
+                                         ("token", max(map(len, text.split()), default=0) > LONG_TOKEN)) if wanted]
+    return f'<td class="{" ".join(classes)}">{body}</td>' if classes else f"<td>{body}</td>"
 
 
 def _without_index(frame: pd.DataFrame) -> pd.DataFrame:
