@@ -14,6 +14,7 @@ from torch import nn
 
 from modgraph import paths, provenance
 from modgraph.cli.options import add_curve_arguments, curve_settings
+from modgraph.readout import TOKENS
 
 DESCRIPTION = """\
 Compute the modularity curve of a trained model: for `--repeats` disjoint random
@@ -61,7 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     curve = add_curve_arguments(parser, "curve")
     curve.add_argument("--layers", help="comma-separated module names or globs (* does not cross dots), e.g. "
                                         "'encoder.layers.*' or 'layer?.*'; default: the model family's layers")
-    curve.add_argument("--tokens", choices=("cls", "mean", "flatten"),
+    curve.add_argument("--tokens", choices=TOKENS.names(),
                        help="how a (B, T, D) token sequence becomes one row per image; default flatten for "
                             "every model (each position's features, as the paper reads a conv layer)")
     curve.add_argument("--image-size", type=int,
