@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from modgraph.attacks import ATTACKS, AdversarialResult, adversarial_examples, attack_params
+from modgraph.attacks import ATTACKS, AdversarialResult, AdversarialSettings, adversarial_examples, attack_params
 from modgraph.compat import advertorch_attacks
+from modgraph.curve import CurveSettings
 from modgraph.models import CIFAR10_MEAN, CIFAR10_STD, Normalize
 
 # Cheap settings for the slow attacks; every other parameter keeps its default.
@@ -140,3 +141,35 @@ def test_save_load_roundtrip(model, data, tmp_path):
     assert torch.equal(loaded.images, result.images) and torch.equal(loaded.indices, result.indices)
     assert loaded.metrics() == result.metrics() and loaded.params == result.params
     assert loaded.code_version == result.code_version
+
+
+def test_settings_check_names_and_sizes():
+    with pytest.raises(ValueError, match="unknown attack 'deepfool'; valid choices: cw, fgsm, jsma, localsearch"):
+        AdversarialSettings(("fgsm", "deepfool"))
+    with pytest.raises(ValueError, match="overrides names attacks that are not requested: cw; requested: fgsm"):
+        AdversarialSettings(("fgsm",), overrides={"cw": {"max_iterations": 5}})
+    with pytest.raises(ValueError, match=r"fgsm: unknown parameter\(s\) steps; valid choices: eps"):
+        AdversarialSettings(("fgsm",), overrides={"fgsm": {"steps": 5}})
+    with pytest.raises(ValueError, match="samples names attacks that are not requested: jsma"):
+        AdversarialSettings(("fgsm",), samples={"jsma": 3})
+    with pytest.raises(ValueError, match=r"batches\['fgsm'\] must be an int >= 1"):
+        AdversarialSettings(("fgsm",), batches={"fgsm": 0})
+    with pytest.raises(ValueError, match="k must satisfy 1 <= k < n"):
+        AdversarialSettings(("fgsm",), CurveSettings(n=3, k=3))
+    with pytest.raises(ValueError, match="attacks must not repeat"):
+        AdversarialSettings(("fgsm", "FGSM"))
+    with pytest.raises(ValueError, match="unknown similarity"):
+        AdversarialSettings(("fgsm",), CurveSettings(similarity="manhattan"))
+
+
+def test_settings_resolve_per_attack_sizes_and_parameters():
+    s = AdversarialSettings(("FGSM", "jsma", "cw"), CurveSettings(n=50), samples={"JSMA": 6}, batches={"jsma": 1},
+                            overrides={"cw": {"max_iterations": 20}, "fgsm": {"eps": 0.3}})
+    assert s.attacks == ("fgsm", "jsma", "cw")
+    assert [s.n_for(a) for a in s.attacks] == [50, 6, 50]
+    assert [s.batch_size(a) for a in s.attacks] == [50, 1, 50]
+    assert s.params("cw")["max_iterations"] == 20 and s.params("cw")["binary_search_steps"] == 9
+    table = s.params_table().set_index("attack")
+    assert table.loc["cw", "changed from the defaults"] == "max_iterations=20"
+    assert table.loc["fgsm", "changed from the defaults"] == ""
+    assert table.loc["jsma", "AdverTorch class"] == "JacobianSaliencyMapAttack"

@@ -3,12 +3,18 @@
 import json
 import math
 import sys
+import warnings
 
 import numpy as np
 import pytest
+import torch
 
-from modgraph import cache, paths
+from modgraph import attacks, cache, paths
+from modgraph.attacks import AdversarialSettings, adversarial_examples
+from modgraph.cka import compare_layers
 from modgraph.curve import CurveSettings
+from modgraph.models import create_model
+from modgraph.data import load_dataset, sample_indices
 
 
 def test_cached_computes_once_per_config(home):
@@ -110,6 +116,21 @@ def test_curve_of_trained_weights_equals_direct_computation_and_is_reused(fake_s
     assert len(fake_store) == 2
 
 
+def test_sweep_equals_the_curve_of_each_setting_and_is_reused(fake_store):
+    from modgraph.store import ModelSpec, Trained
+
+    source, base = Trained(ModelSpec("vgg11", "digits", recipe="smoke", width=1 / 16)), CurveSettings(n=40, repeats=2)
+    curves = cache.sweep(source, base, ns=(20, 40), ks=(2, 5), similarities=("cosine", "pearson"), progress=False)
+    assert len(fake_store) == 1 and len(curves) == 8
+    for curve, (sim, n, k) in zip(curves, [(s, n, k) for s in ("cosine", "pearson") for n in (20, 40) for k in (2, 5)]):
+        single = cache.curve(source, CurveSettings(n=n, k=k, repeats=2, similarity=sim), progress=False)
+        assert curve.values == single.values and (curve.meta["n"], curve.meta["k"]) == (n, k)
+    assert cache.sweep(source, base, ns=(20, 40), ks=(2, 5), similarities=("cosine", "pearson"),
+                       progress=False) == curves
+    assert len(fake_store) == 1 + 8  # each single curve resolved the model once; the repeated sweep did not
+    assert cache.sweep(source, base, progress=False)[0].values == cache.curve(source, base, progress=False).values
+
+
 def test_model_curves_reports_absent_data_sets(fake_store):
     study = cache.model_curves(["vgg11"], ["digits", "imagenet50"], CurveSettings(n=30, repeats=1), recipe="smoke",
                                 width=1 / 16, progress=False)
@@ -182,3 +203,110 @@ def test_cached_embeddings_use_the_first_curve_sample(fake_store, monkeypatch):
     pixels = data.images[index].transpose(0, 3, 1, 2).reshape(25, -1)[:, :2] / 255
     np.testing.assert_allclose(emb.layers["only"], pixels, rtol=1e-6)
     assert emb.classes == data.classes
+
+
+def counting(monkeypatch):
+    """Wrap the attack entry point used by the cache; returns the list of its calls."""
+    calls = []
+    original = attacks.adversarial_examples
+
+    def wrapped(*args, **kwargs):
+        calls.append(args[3])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(attacks, "adversarial_examples", wrapped)
+    return calls
+
+
+def test_key_follows_what_determines_the_examples(ridge_store):
+    spec, base = ridge_store.spec, AdversarialSettings(("fgsm", "pgd"), CurveSettings(n=5))
+    key = cache.adversarial_key(spec, "fgsm", base)
+    assert key == cache.adversarial_key(spec, "FGSM", AdversarialSettings(("fgsm",), CurveSettings(n=5),
+                                                                        overrides={"fgsm": {"eps": 0.3}}))
+    assert key == cache.adversarial_key(spec, "fgsm", AdversarialSettings(("fgsm",), CurveSettings(n=5, k=2, repeats=1)))
+    changed = [
+        cache.adversarial_key(spec, "pgd", base),
+        cache.adversarial_key(spec, "fgsm", AdversarialSettings(("fgsm",), CurveSettings(n=6))),
+        cache.adversarial_key(spec, "fgsm", AdversarialSettings(("fgsm",), CurveSettings(n=5, seed=1))),
+        cache.adversarial_key(spec, "fgsm", AdversarialSettings(("fgsm",), CurveSettings(n=5), pool=3)),
+        cache.adversarial_key(spec, "fgsm", AdversarialSettings(("fgsm",), CurveSettings(n=5),
+                                                              overrides={"fgsm": {"eps": 0.1}})),
+        cache.adversarial_key(spec.__class__("vgg11", "digits", recipe="smoke", seed=1), "fgsm", base),
+    ]
+    assert len({key, *changed}) == 1 + len(changed)
+
+
+def test_cached_examples_equal_a_direct_attack_and_are_reused(ridge_store, monkeypatch):
+    calls = counting(monkeypatch)
+    settings = AdversarialSettings(("fgsm",), CurveSettings(n=6, seed=2), pool=3, overrides={"fgsm": {"eps": 0.1}})
+    first = cache.adversarial(ridge_store.spec, "fgsm", settings, progress=False)
+    again = cache.adversarial(ridge_store.spec, "fgsm", settings, progress=False)
+    assert calls == ["fgsm"]
+    test = load_dataset("digits", "test", progress=False)
+    images, labels = test.tensors()
+    pool = sample_indices(len(test), 18, 1, 2)[0]
+    direct = adversarial_examples(ridge_store.model, images[pool], labels[pool], "fgsm", 6, batch_size=6, seed=2,
+                                  overrides={"eps": 0.1}, progress=False)
+    assert first.n_found == 6 and again.n_found == 6
+    for result in (first, again):
+        assert torch.equal(result.images, direct.images) and torch.equal(result.labels, direct.labels)
+        assert torch.equal(result.indices, torch.from_numpy(pool)[direct.indices])
+        assert torch.equal(result.clean, images[result.indices]) and torch.equal(result.labels, labels[result.indices])
+    files = sorted((paths.cache_dir() / "adversarial").iterdir())
+    assert [f.suffix for f in files] == [".json", ".pt"]
+    stored = json.loads(files[0].read_text())
+    assert stored["config"]["params"] == {"eps": 0.1} and stored["metrics"]["n_found"] == 6
+    assert stored["code_version"]
+
+
+def test_shortfall_warns_computed_and_cached(ridge_store):
+    settings = AdversarialSettings(("fgsm",), CurveSettings(n=5), pool=2, overrides={"fgsm": {"eps": 1e-4}})
+    for _ in range(2):
+        with pytest.warns(UserWarning, match="fgsm: found 0 of 5 requested"):
+            result = cache.adversarial(ridge_store.spec, "fgsm", settings, progress=False)
+        assert result.n_found == 0 and result.n_requested == 5 and math.isnan(result.mean_l2)
+
+
+def test_attack_curves_equal_direct_curves_of_both_image_sets(ridge_store):
+    from modgraph.curve import modularity_curve
+
+    settings = AdversarialSettings(("fgsm",), CurveSettings(n=12), pool=2, overrides={"fgsm": {"eps": 0.2}})
+    result = cache.adversarial(ridge_store.spec, "fgsm", settings, progress=False)
+    curves = cache.attack_curves(ridge_store.spec, result, CurveSettings(k=3), progress=False)
+    for kind, images in (("adversarial", result.images), ("clean", result.clean)):
+        direct = modularity_curve(ridge_store.model, images, result.labels, n=result.n_found, k=3, repeats=1,
+                                  progress=False)
+        np.testing.assert_allclose(curves[kind].array, direct.array)
+        assert curves[kind].layers == ("flat", "fc") and curves[kind].meta["images"] == kind
+    calls = len(ridge_store.calls)
+    again = cache.attack_curves(ridge_store.spec, result, CurveSettings(k=3), progress=False)
+    assert len(ridge_store.calls) == calls and again["adversarial"].values == curves["adversarial"].values
+
+
+def test_attack_curves_need_more_examples_than_neighbours(ridge_store):
+    settings = AdversarialSettings(("fgsm",), CurveSettings(n=5), pool=2, overrides={"fgsm": {"eps": 1e-4}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = cache.adversarial(ridge_store.spec, "fgsm", settings, progress=False)
+    with pytest.raises(ValueError, match="0 adversarial example\\(s\\) cannot form a 3-NN graph"):
+        cache.attack_curves(ridge_store.spec, result, CurveSettings(k=3), progress=False)
+
+
+def test_comparison_per_weights_source_computes_once(stub_store):
+    from modgraph import store
+    from modgraph.data import load_dataset
+
+    spec = store.ModelSpec("resnet20", "digits", recipe="smoke", seed=0, width=0.25)
+    data = load_dataset("digits", "test", progress=False)
+    trained = create_model("resnet20", num_classes=10, width=0.25, mean=data.mean, std=data.std, seed=7)
+    calls = stub_store(trained, 0.25)
+    settings = CurveSettings(n=12, k=3, repeats=1, seed=0)
+    first = cache.comparison(store.Trained(spec), settings, progress=False)
+    assert cache.comparison(store.Trained(spec), settings, progress=False).to_dict() == first.to_dict() and len(calls) == 1
+    assert first.meta["weights"] == "trained" and first.meta["test_accuracy"] == 25.0
+    images, labels = data.tensors()
+    direct = compare_layers(store.resolve(store.Initial(spec)).model, images, labels, settings, progress=False)
+    control = cache.comparison(store.Initial(spec), settings, progress=False)
+    assert len(calls) == 1 and control.meta["weights"] == "initial"
+    np.testing.assert_allclose(control.cka, direct.cka)
+    assert control.curve.values == direct.curve.values

@@ -143,3 +143,17 @@ def test_curve_claims_without_curves_carry_the_reason():
     assert len(out) == 3
     assert all(not c.holds and c.reason == "cifar100 is absent" and math.isnan(c.value) for c in out)
     assert claims.rises_with_depth({}, scope="s", source="").reason == "no curves were measured"
+
+
+def test_trend_and_correlation_match_their_definitions():
+    x = [0, 1, 2, 3]
+    assert claims.rank_trend(x, [5, 3, 2, 0]) == pytest.approx(-1.0)
+    assert claims.rank_trend(x, [0, 1, 8, 9]) == pytest.approx(1.0)
+    y = np.array([0.1, 0.4, 0.35, 0.9])
+    assert claims.linear_correlation(x, y) == pytest.approx(np.corrcoef(x, y)[0, 1])
+    # invariant to positive affine changes of either axis
+    assert claims.linear_correlation(np.array(x) * 2 + 1, y * 10 - 4) == pytest.approx(np.corrcoef(x, y)[0, 1])
+    for bad in ([0, 1], [1, 1, 1]):
+        assert math.isnan(claims.rank_trend(bad, bad)) and math.isnan(claims.linear_correlation(bad, bad))
+    with pytest.raises(ValueError, match="equal length"):
+        claims.linear_correlation([1, 2, 3], [1, 2])

@@ -87,6 +87,19 @@ def test_tap_and_similarity_are_passed_through() -> None:
     assert pearson.values != block.values and pearson.meta["similarity"] == "pearson"
 
 
+def test_sweep_takes_its_samples_and_layers_from_curve_settings() -> None:
+    images, labels = _data()
+    settings = CurveSettings(n=20, k=4, repeats=2, seed=3, similarity="pearson")
+    by_value = modularity_sweep(TinyNet(), images, labels, settings, ks=(1, 4), device="cpu", progress=False)
+    by_keywords = modularity_sweep(TinyNet(), images, labels, ns=(20,), ks=(1, 4), similarities=("pearson",),
+                                   repeats=2, seed=3, device="cpu", progress=False)
+    assert [c.values for c in by_value] == [c.values for c in by_keywords]
+    single = modularity_curve(TinyNet(), images, labels, settings, device="cpu", progress=False)
+    assert by_value[1].values == single.values
+    with pytest.raises(ValueError, match="give either settings or seed, not both"):
+        modularity_sweep(TinyNet(), images, labels, settings, seed=1, progress=False)
+
+
 def test_sweep_equals_individual_curves_from_one_feature_pass() -> None:
     images, labels = _data()
     model = TinyNet()

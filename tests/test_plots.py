@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from modgraph import figures, plots
 from modgraph.curve import Curve

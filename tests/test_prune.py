@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import torch
 
+from modgraph import paper
 from modgraph.curve import Curve
 from modgraph.features import layer_names
 from modgraph.models import create_model
 from modgraph.prune import (
     LayerVerdict,
+    authors_complexity,
     complexity,
     depth_variant,
     layer_steps,
@@ -298,3 +300,14 @@ def test_removed_layers_of_registered_variants():
         removed_layers("vgg11", "vgg11")
     with pytest.raises(ValueError, match="unknown model 'vgg7'"):
         removed_layers("vgg7", "vgg11_1")
+
+
+def test_authors_released_architecture_reproduces_the_papers_table1_reductions():
+    full, pruned = authors_complexity("cifar10", 10, (1, 3, 32, 32)).values()
+    saved = reduction(full, pruned)
+    quoted = paper.PAPER_TABLE1[0]
+    assert saved["params_pct"] == pytest.approx(quoted["parameters reduction (%)"], abs=0.1)  # 42.91 vs 43.00
+    assert saved["macs_pct"] == pytest.approx(quoted["FLOPs reduction (%)"], abs=0.1)  # 60.26 vs 60.30
+    c100 = authors_complexity("cifar100", 100, (1, 3, 32, 32))
+    assert list(c100) == ["resnet56", "resnet56_authors_cifar100"]
+    assert authors_complexity("digits", 10, (1, 3, 8, 8)) == {}

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 from modgraph.curve import Curve, CurveSettings, modularity_curve
 from modgraph.models import create_model
@@ -15,14 +15,6 @@ from modgraph.sections.ablations import AblationSettings, ModelAblation
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-TINY = AblationSettings(CurveSettings(n=24, k=3, repeats=2, seed=1), ns=(12, 24), small_ks=(3, 5), large_ks=(6, 9))
-
-
-def tiny_models() -> tuple[torch.nn.Module, torch.nn.Module]:
-    return (create_model("vgg11", num_classes=4, width=0.0625, seed=3),
-            create_model("vgg11", num_classes=4, width=0.0625, seed=4))
 
 
 def test_pure_quantities_match_their_definitions():
@@ -73,29 +65,55 @@ def test_settings_are_normalised_and_validated():
         AblationSettings(ns=100)
 
 
-def test_every_ablation_curve_equals_the_direct_curve_of_its_setting(clustered_images):
-    images, labels = clustered_images(16)
-    model, start = tiny_models()
-    result = abl.measure_ablation(model, start, images, labels, TINY, name="vgg11", progress=False)
-    direct = lambda m, **kw: modularity_curve(m, images, labels, repeats=2, seed=1, progress=False, **kw).array  # noqa: E731
+@pytest.fixture
+def stored_vgg(stub_store):
+    """A VGG11 spec on digits whose stub store returns an untrained-by-seed-9 model recorded at 50 %."""
+    from modgraph import store
+    from modgraph.data import load_dataset
+
+    spec = store.ModelSpec("vgg11", "digits", recipe="smoke", seed=0, width=0.0625)
+    data = load_dataset("digits", "test", progress=False)
+    trained = create_model("vgg11", num_classes=10, width=0.0625, mean=data.mean, std=data.std, seed=9)
+    return SimpleNamespace(spec=spec, model=trained, data=data, calls=stub_store(trained, 0.5))
+
+
+DIGITS = AblationSettings(CurveSettings(n=24, k=3, repeats=2, seed=1), ns=(12, 24), small_ks=(3, 5), large_ks=(6, 9))
+
+
+def test_every_ablation_curve_equals_the_direct_curve_of_its_setting(stored_vgg):
+    from modgraph import store
+
+    images, labels = stored_vgg.data.tensors()
+    result = abl.model_ablation(stored_vgg.spec, DIGITS, progress=False)
+    start = store.resolve(store.Initial(stored_vgg.spec)).model
+
+    def direct(m, **kw):
+        return modularity_curve(m, images, labels, repeats=2, seed=1, progress=False, **kw).array
+
+    model = stored_vgg.model
     np.testing.assert_allclose(result.by_n[12].array, direct(model, n=12, k=3))
     np.testing.assert_allclose(result.by_k[9].array, direct(model, n=24, k=9))
     np.testing.assert_allclose(result.reference.array, direct(model, n=24, k=3))
     np.testing.assert_allclose(result.alternative.array, direct(model, n=24, k=3, similarity="pearson"))
     np.testing.assert_allclose(result.untrained.array, direct(start, n=24, k=3))
     assert result.by_n[24].array.tolist() == result.reference.array.tolist()  # same samples, same setting
-    assert result.untrained.meta["weights"] == "initial" and result.alternative.meta["similarity"] == "pearson"
+    assert result.untrained.meta["test_accuracy"] is None and result.alternative.meta["similarity"] == "pearson"
+    assert result.meta["test_accuracy"] == 50.0 and result.model == "vgg11"
+    back = ModelAblation.from_dict(result.to_dict())
+    assert back.settings == DIGITS and back.by_n[12].values == result.by_n[12].values
+    assert back.alternative.values == result.alternative.values and sorted(back.by_k) == list(DIGITS.ks)
 
 
-def test_same_seed_same_numbers_and_json_round_trip(clustered_images):
-    images, labels = clustered_images(16)
-    model, start = tiny_models()
-    a = abl.measure_ablation(model, start, images, labels, TINY, name="vgg11", progress=False)
-    b = abl.measure_ablation(model, start, images, labels, TINY, name="vgg11", progress=False)
-    assert a.by_k[6].values == b.by_k[6].values and a.untrained.values == b.untrained.values
-    back = ModelAblation.from_dict(a.to_dict())
-    assert back.settings == TINY and back.by_n[12].values == a.by_n[12].values
-    assert back.alternative.values == a.alternative.values and sorted(back.by_k) == list(TINY.ks)
+def test_ablation_curves_are_cached_per_sweep(stored_vgg):
+    first = abl.model_ablation(stored_vgg.spec, DIGITS, progress=False)
+    calls = len(stored_vgg.calls)
+    again = abl.model_ablation(stored_vgg.spec, DIGITS, progress=False)
+    assert len(stored_vgg.calls) == calls and again.to_dict() == first.to_dict()
+    changed = abl.model_ablation(stored_vgg.spec, replace(DIGITS, large_ks=(6, 7)), progress=False)
+    assert len(stored_vgg.calls) == calls + 1  # only the k sweep is new
+    assert changed.by_n[12].values == first.by_n[12].values and changed.by_k[7].values != first.by_k[9].values
+    with pytest.raises(ValueError, match="settings must be an AblationSettings"):
+        abl.model_ablation(stored_vgg.spec, asdict(DIGITS), progress=False)
 
 
 def synthetic(last_by_k: dict[int, float], *, untrained_range: float = 0.05, pearson_shift: float = 0.01,
@@ -147,25 +165,6 @@ def test_panels_and_summaries():
         result.panel("depth")
     with pytest.raises(ValueError, match="unknown layer summary 'first'; valid choices: early, last"):
         result.summary("n", "first")
-
-
-def test_cached_ablation_computes_once_per_setting(stub_store):
-    from modgraph import store
-    from modgraph.data import load_dataset
-
-    spec = store.ModelSpec("vgg11", "digits", recipe="smoke", seed=0, width=0.0625)
-    data = load_dataset("digits", "test", progress=False)
-    trained = create_model("vgg11", num_classes=10, width=0.0625, mean=data.mean, std=data.std, seed=9)
-    calls = stub_store(trained, 0.5)
-    settings = AblationSettings(CurveSettings(n=20, k=3, repeats=1), ns=(10, 20), small_ks=(3, 4), large_ks=(5, 6))
-    first = abl.cached_ablation(spec, settings, progress=False)
-    again = abl.cached_ablation(spec, settings, progress=False)
-    assert len(calls) == 1 and again.to_dict() == first.to_dict()
-    assert first.reference.meta["test_accuracy"] == 50.0 and first.model == "vgg11"
-    abl.cached_ablation(spec, replace(settings, large_ks=(5, 7)), progress=False)
-    assert len(calls) == 2
-    with pytest.raises(ValueError, match="settings must be an AblationSettings"):
-        abl.cached_ablation(spec, asdict(settings), progress=False)
 
 
 def test_reference_table_reads_the_reference_and_untrained_curves():

@@ -1,13 +1,12 @@
-"""Fig. 8 section: the comparison claims, the summary table, the cached comparison per weights."""
+"""Fig. 8 section: the comparison claims and the summary table."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from modgraph.cka import LayerComparison, compare_layers, difference_matrix
-from modgraph.curve import Curve, CurveSettings
-from modgraph.models import create_model
+from modgraph.cka import LayerComparison, difference_matrix
+from modgraph.curve import Curve
 from modgraph.sections import cka as sc
 
 
@@ -33,26 +32,6 @@ def test_comparison_table_reads_the_comparison():
     row = sc.comparison_table({"m": comparison}).iloc[0]
     assert row["layers"] == 3 and row["test accuracy (%)"] == 91.5
     assert row["Q last layer"] == pytest.approx(0.7) and row["smallest CKA between layers"] == pytest.approx(0.3)
-
-
-def test_cached_comparison_per_weights_computes_once(stub_store):
-    from modgraph import store
-    from modgraph.data import load_dataset
-
-    spec = store.ModelSpec("resnet20", "digits", recipe="smoke", seed=0, width=0.25)
-    data = load_dataset("digits", "test", progress=False)
-    trained = create_model("resnet20", num_classes=10, width=0.25, mean=data.mean, std=data.std, seed=7)
-    calls = stub_store(trained, 0.25)
-    settings = CurveSettings(n=12, k=3, repeats=1, seed=0)
-    first = sc.cached_comparison(store.Trained(spec), settings, progress=False)
-    assert sc.cached_comparison(store.Trained(spec), settings, progress=False).to_dict() == first.to_dict() and len(calls) == 1
-    assert first.meta["weights"] == "trained" and first.meta["test_accuracy"] == 25.0
-    images, labels = data.tensors()
-    direct = compare_layers(store.resolve(store.Initial(spec)).model, images, labels, settings, progress=False)
-    control = sc.cached_comparison(store.Initial(spec), settings, progress=False)
-    assert len(calls) == 1 and control.meta["weights"] == "initial"
-    np.testing.assert_allclose(control.cka, direct.cka)
-    assert control.curve.values == direct.curve.values
 
 
 def test_comparison_claims_read_the_agreement_and_mantel_p():

@@ -13,7 +13,7 @@ import torch
 from modgraph import paper
 from modgraph.curve import Curve, CurveSettings
 from modgraph.models import create_model
-from modgraph.prune import complexity, prunable_layers, prune, reduction
+from modgraph.prune import authors_complexity, complexity, prunable_layers, prune
 from modgraph.sections import pruning as pr
 from modgraph.sections.pruning import FamilyStudy, PruneSettings, VariantStudies
 from modgraph.store import INITIALISERS, ModelSpec
@@ -36,20 +36,6 @@ def curve(means, accuracy, layers=LAYERS, spread=0.002) -> Curve:
     """A two-repeat curve with the given layer means and test accuracy (%)."""
     q = np.asarray(means, dtype=float)
     return Curve(tuple(layers[: q.size]), [q - spread, q + spread], {"test_accuracy": accuracy})
-
-
-def test_trend_and_correlation_match_their_definitions():
-    x = [0, 1, 2, 3]
-    assert pr.rank_trend(x, [5, 3, 2, 0]) == pytest.approx(-1.0)
-    assert pr.rank_trend(x, [0, 1, 8, 9]) == pytest.approx(1.0)
-    y = np.array([0.1, 0.4, 0.35, 0.9])
-    assert pr.linear_correlation(x, y) == pytest.approx(np.corrcoef(x, y)[0, 1])
-    # invariant to positive affine changes of either axis
-    assert pr.linear_correlation(np.array(x) * 2 + 1, y * 10 - 4) == pytest.approx(np.corrcoef(x, y)[0, 1])
-    for bad in ([0, 1], [1, 1, 1]):
-        assert math.isnan(pr.rank_trend(bad, bad)) and math.isnan(pr.linear_correlation(bad, bad))
-    with pytest.raises(ValueError, match="equal length"):
-        pr.linear_correlation([1, 2, 3], [1, 2])
 
 
 def test_settings_validate_and_build_specs():
@@ -182,18 +168,7 @@ def test_prune_by_curve_removes_the_redundant_layers_and_counts_the_savings(home
     saves, keeps = nothing.claims(source="Table 1")
     assert not saves.holds and not keeps.holds and keeps.reason == "no layer was removed"
     assert result.authors == {}  # the authors released no pruned model for digits
-    with_authors = replace(result, dataset="cifar10", authors=pr.authors_complexity("cifar10", 10, (1, 3, 32, 32)))
+    with_authors = replace(result, dataset="cifar10", authors=authors_complexity("cifar10", 10, (1, 3, 32, 32)))
     row = with_authors.table().iloc[2]
     assert row["method"].startswith("resnet56_authors_cifar10") and "(2, 3, 6) of resnet56's (9, 9, 9)" in row["method"]
     assert row["parameters"] == 487_002 and math.isnan(row["accuracy (%)"])
-
-
-def test_authors_released_architecture_reproduces_the_papers_table1_reductions():
-    full, pruned = pr.authors_complexity("cifar10", 10, (1, 3, 32, 32)).values()
-    saved = reduction(full, pruned)
-    quoted = paper.PAPER_TABLE1[0]
-    assert saved["params_pct"] == pytest.approx(quoted["parameters reduction (%)"], abs=0.1)  # 42.91 vs 43.00
-    assert saved["macs_pct"] == pytest.approx(quoted["FLOPs reduction (%)"], abs=0.1)  # 60.26 vs 60.30
-    c100 = pr.authors_complexity("cifar100", 100, (1, 3, 32, 32))
-    assert list(c100) == ["resnet56", "resnet56_authors_cifar100"]
-    assert pr.authors_complexity("digits", 10, (1, 3, 8, 8)) == {}

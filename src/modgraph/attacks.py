@@ -54,15 +54,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from modgraph import provenance
+from modgraph.checks import int_at_least
 from modgraph.compat import advertorch_attacks
+from modgraph.curve import CurveSettings
 from modgraph.registry import Registry
 
-__all__ = ["AttackSpec", "ATTACKS", "AdversarialResult", "adversarial_examples", "attack_params"]
+__all__ = ["AttackSpec", "ATTACKS", "AdversarialSettings", "AdversarialResult", "adversarial_examples",
+           "attack_params"]
 
 _PIXEL_RANGE = {"clip_min": 0.0, "clip_max": 1.0}
 
@@ -172,6 +177,113 @@ def attack_params(attack: str, overrides: Mapping[str, Any] | None = None) -> di
             f"valid choices: {', '.join(sorted(spec.params))}"
         )
     return {k: _coerce(spec.name, k, v, overrides.get(k, v)) for k, v in spec.params.items()}
+
+
+@dataclass(frozen=True)
+class AdversarialSettings:
+    """What Fig. 6(a) measures for each model.
+
+    ``attacks``: :data:`modgraph.attacks.ATTACKS` names; ``curve``: the clean
+    reference curve's settings, whose ``n`` is also the number of adversarial
+    examples wanted per attack, whose ``k``, ``similarity`` and ``tap`` are
+    every curve's graph settings and whose ``seed`` also draws the candidates
+    and the attacks' random numbers; ``samples``: attack -> fewer examples for
+    slow attacks; ``batches``: attack -> batch size (default: the attack's,
+    capped at its number of examples; JSMA's pair search is cheapest one image
+    at a time); ``pool``: test images offered per wanted example (``pool * n``
+    candidates, at most the whole test split); ``overrides``: attack ->
+    {parameter: value} (everything else keeps AdverTorch's defaults). Names
+    and parameters are checked on construction.
+    """
+
+    attacks: tuple[str, ...] = ("fgsm", "pgd", "jsma", "cw", "onepixel", "localsearch")
+    curve: CurveSettings = CurveSettings()
+    samples: Mapping[str, int] = field(default_factory=dict)
+    batches: Mapping[str, int] = field(default_factory=dict)
+    pool: int = 4
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attacks, str) or not self.attacks:
+            raise ValueError(f"attacks must be a non-empty list of names; valid choices: {', '.join(ATTACKS.names())}")
+        names = tuple(ATTACKS.get(a).name for a in self.attacks)
+        if len(set(names)) != len(names):
+            raise ValueError(f"attacks must not repeat, got {list(self.attacks)}")
+        object.__setattr__(self, "attacks", names)
+        if not isinstance(self.curve, CurveSettings):
+            raise ValueError(f"curve must be a CurveSettings, got {type(self.curve).__name__}")
+        object.__setattr__(self, "pool", int_at_least(self.pool, "pool"))
+        samples = {a: int_at_least(v, f"samples[{a!r}]") for a, v in self._per_attack("samples").items()}
+        object.__setattr__(self, "samples", samples)
+        batches = {a: int_at_least(v, f"batches[{a!r}]") for a, v in self._per_attack("batches").items()}
+        object.__setattr__(self, "batches", batches)
+        overrides = self._per_attack("overrides")
+        for name, params in overrides.items():
+            if not isinstance(params, Mapping):
+                raise ValueError(f"overrides of {name!r} must map parameter -> value, got {params!r}")
+            attack_params(name, params)
+        object.__setattr__(self, "overrides", {a: dict(p) for a, p in overrides.items()})
+
+    def config(self, attack: str) -> dict[str, Any]:
+        """What makes the examples of ``attack`` (part of their cache key): name, resolved parameters, examples
+        wanted, pool, seed and batch size."""
+        return {"attack": ATTACKS.get(attack).name, "params": self.params(attack), "n": self.n_for(attack),
+                "pool": self.pool, "seed": self.curve.seed, "batch_size": self.batch_size(attack)}
+
+    def candidates(self, attack: str, n_test: int) -> np.ndarray:
+        """Sorted indices of the ``min(n_test, pool * n_for(attack))`` test images offered to ``attack``, drawn
+        with the curve's seed."""
+        from modgraph.data import sample_indices
+
+        return sample_indices(n_test, min(n_test, self.pool * self.n_for(attack)), 1, self.curve.seed)[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready and flat: attacks, the curve settings, samples, batches, pool and overrides."""
+        return {"attacks": list(self.attacks), **self.curve.to_dict(), "samples": dict(self.samples),
+                "batches": dict(self.batches), "pool": self.pool, "overrides": self.overrides}
+
+    def _per_attack(self, what: str) -> dict[str, Any]:
+        """``self.<what>`` (attack -> value) with lower-cased keys; ``ValueError`` for attacks not requested."""
+        value = getattr(self, what)
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{what} must map attack name -> value, got {type(value).__name__}")
+        out = {str(a).lower(): v for a, v in value.items()}
+        extra = sorted(set(out) - set(self.attacks))
+        if extra:
+            raise ValueError(f"{what} names attacks that are not requested: {', '.join(extra)}; "
+                             f"requested: {', '.join(self.attacks)}")
+        return out
+
+    def n_for(self, attack: str) -> int:
+        """Adversarial examples wanted from ``attack``: ``samples[attack]``, else ``n``."""
+        return self.samples.get(ATTACKS.get(attack).name, self.curve.n)
+
+    def params(self, attack: str) -> dict[str, Any]:
+        """The parameters ``attack`` runs with: AdverTorch's defaults updated with its overrides."""
+        name = ATTACKS.get(attack).name
+        return attack_params(name, self.overrides.get(name))
+
+    def params_table(self) -> pd.DataFrame:
+        """Per attack: AdverTorch class, examples wanted, batch size, parameters, and those changed from the defaults."""
+        rows = []
+        for name in self.attacks:
+            spec, params = ATTACKS.get(name), self.params(name)
+            changed = {k: v for k, v in params.items() if v != spec.params[k]}
+            rows.append({"attack": name, "AdverTorch class": spec.advertorch_class, "samples": self.n_for(name),
+                         "batch": self.batch_size(name), "parameters": _listing(params),
+                         "changed from the defaults": _listing(changed)})
+        return pd.DataFrame(rows, columns=["attack", "AdverTorch class", "samples", "batch", "parameters",
+                                           "changed from the defaults"])
+
+    def batch_size(self, attack: str) -> int:
+        """``batches[attack]``, else the attack's default batch; capped at :meth:`n_for` so no more inputs
+        are attacked than needed."""
+        spec = ATTACKS.get(attack)
+        return min(self.batches.get(spec.name, spec.batch_size), self.n_for(attack))
+
+
+def _listing(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items())
 
 
 @dataclass(frozen=True, eq=False)

@@ -17,7 +17,7 @@ import hashlib
 import json
 import re
 import warnings
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -29,6 +29,10 @@ from modgraph.claims import Claim
 from modgraph.curve import Curve, CurveSettings
 
 if TYPE_CHECKING:
+    import torch
+
+    from modgraph.attacks import AdversarialResult, AdversarialSettings
+    from modgraph.cka import LayerComparison
     from modgraph.store import ModelSpec, WeightsSource
 
 __all__ = [
@@ -36,8 +40,15 @@ __all__ = [
     "entry_key",
     "cached",
     "CURVE_CODE",
+    "COMPARISON_CODE",
+    "ATTACK_CODE",
     "TSNE_CODE",
     "curve",
+    "sweep",
+    "comparison",
+    "adversarial_key",
+    "adversarial",
+    "attack_curves",
     "CurveStudy",
     "check_snapshots",
     "trained_specs",
@@ -111,8 +122,37 @@ def cached(kind: str, config: Mapping[str, Any], compute: Callable[[], Any], *, 
 CURVE_CODE = ("modgraph.curve", "modgraph.store")
 """The code of a modularity curve of a store's network (with all it imports: the cache key of :func:`curve`)."""
 
+COMPARISON_CODE = ("modgraph.cka", "modgraph.store")
+"""The code of a layer comparison (curve + CKA) of a store's network: the cache key of :func:`comparison`."""
+
+ATTACK_CODE = ("modgraph.attacks", "modgraph.store")
+"""The code of the adversarial examples of a stored model (drawing the candidates, attacking): part of their key."""
+
 TSNE_CODE = ("modgraph.embeddings", "modgraph.store")
 """The code of the t-SNE embeddings of :func:`cached_embeddings` (with all it imports)."""
+
+
+def _of_source(kind: str, source: "WeightsSource", config: Mapping[str, Any],
+               measure: Callable[[Any, Any, Any, dict], Any], *, code: Sequence[str], dataset: str | None,
+               split: str, device: str | None, progress: bool, meta: Mapping[str, Any] | None = None) -> Any:
+    """The cached ``measure(model, images, labels, meta)`` (JSON-ready) of the network at ``source`` on ``split``.
+
+    The entry is keyed by the source, data set, split, ``config`` and ``code``;
+    ``meta`` holds model, data set and split, what the source records, then ``meta``.
+    """
+    from modgraph.data import load_dataset
+    from modgraph.store import resolve
+
+    dataset = dataset or source.dataset
+
+    def compute() -> dict:
+        weights = resolve(source, device=device, progress=progress)
+        images, labels = load_dataset(dataset, split, progress=progress).tensors()
+        info = {"model": source.arch, "dataset": dataset, "split": split, **weights.meta, **(meta or {})}
+        return measure(weights.model, images, labels, info)
+
+    entry = {"weights": source.key(), "dataset": dataset, "split": split, **config}
+    return cached(kind, entry, compute, code=code)
 
 
 def curve(
@@ -134,20 +174,167 @@ def curve(
     spec, the test accuracy in %, a snapshot's epoch).
     """
     from modgraph.curve import modularity_curve
-    from modgraph.data import load_dataset
-    from modgraph.store import resolve
 
-    dataset = dataset or source.dataset
-    config = {"weights": source.key(), "dataset": dataset, "split": split, **settings.to_dict()}
-
-    def compute() -> dict:
-        weights = resolve(source, device=device, progress=progress)
-        images, labels = load_dataset(dataset, split, progress=progress).tensors()
-        meta = {"model": source.arch, "dataset": dataset, "split": split, **weights.meta}
-        return modularity_curve(weights.model, images, labels, settings, device=device, meta=meta,
+    def measure(model, images, labels, meta):
+        return modularity_curve(model, images, labels, settings, device=device, meta=meta,
                                 progress=progress).to_dict()
 
-    return Curve.from_dict(cached("curves", config, compute, code=CURVE_CODE))
+    return Curve.from_dict(_of_source("curves", source, settings.to_dict(), measure, code=CURVE_CODE,
+                                      dataset=dataset, split=split, device=device, progress=progress))
+
+
+def sweep(
+    source: "WeightsSource",
+    settings: CurveSettings = CurveSettings(),
+    *,
+    ns: Sequence[int] | None = None,
+    ks: Sequence[int] | None = None,
+    similarities: Sequence[str] | None = None,
+    split: str = "test",
+    device: str | None = None,
+    progress: bool = True,
+) -> list[Curve]:
+    """:func:`modgraph.curve.modularity_sweep` (one feature pass) of the network at ``source`` on ``split`` of its
+    data set, cached under ``data/cache/sweeps/``: one curve per ``(similarity, n, k)`` of the product of the axes
+    (default: the settings' own value), in that order, each equal to :func:`curve` with those settings."""
+    from modgraph.curve import modularity_sweep
+
+    axes = {"ns": [settings.n] if ns is None else [int(n) for n in ns],
+            "ks": [settings.k] if ks is None else [int(k) for k in ks],
+            "similarities": [settings.similarity] if similarities is None else [str(s) for s in similarities]}
+    shared = {"repeats": settings.repeats, "seed": settings.seed, "tap": settings.tap}
+
+    def measure(model, images, labels, meta):
+        return [c.to_dict() for c in modularity_sweep(model, images, labels, settings, **axes, device=device,
+                                                      meta=meta, progress=progress)]
+
+    value = _of_source("sweeps", source, {**shared, **axes}, measure, code=CURVE_CODE, dataset=None, split=split,
+                       device=device, progress=progress)
+    return [Curve.from_dict(c) for c in value]
+
+
+def comparison(
+    source: "WeightsSource",
+    settings: CurveSettings = CurveSettings(),
+    *,
+    debiased: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+) -> "LayerComparison":
+    """:func:`modgraph.cka.compare_layers` (curve + CKA matrix, one feature pass) of the network at ``source``
+    (e.g. :class:`modgraph.store.Trained` or :class:`modgraph.store.Initial`) on its data set's test split, cached
+    under ``data/cache/cka/``; ``meta["weights"]`` is the source's kind."""
+    from modgraph.cka import LayerComparison, compare_layers
+
+    def measure(model, images, labels, meta):
+        return compare_layers(model, images, labels, settings, debiased=debiased, device=device, meta=meta,
+                              progress=progress).to_dict()
+
+    value = _of_source("cka", source, {**settings.to_dict(), "debiased": debiased}, measure, code=COMPARISON_CODE,
+                       dataset=None, split="test", device=device, progress=progress, meta={"weights": source.kind})
+    return LayerComparison.from_dict(value)
+
+
+def _adversarial_config(spec: "ModelSpec", attack: str, settings: "AdversarialSettings") -> dict[str, Any]:
+    from modgraph.store import spec_hash
+
+    return {"spec": spec.canonical(), "spec_hash": spec_hash(spec), "split": "test", **settings.config(attack)}
+
+
+def adversarial_key(spec: "ModelSpec", attack: str, settings: "AdversarialSettings") -> str:
+    """20 hex digits naming the cached examples of ``attack`` on ``spec``'s model: :func:`entry_key` of the spec,
+    :meth:`~modgraph.attacks.AdversarialSettings.config` of the attack and :data:`ATTACK_CODE`."""
+    return entry_key(_adversarial_config(spec, attack, settings), ATTACK_CODE)
+
+
+def adversarial(spec: "ModelSpec", attack: str, settings: "AdversarialSettings", *, device: str | None = None,
+                progress: bool = True) -> "AdversarialResult":
+    """Up to ``settings.n_for(attack)`` adversarial examples of ``attack`` against the stored model ``spec``, cached.
+
+    The model comes from :func:`modgraph.store.get_model` (trained on first
+    use); the inputs are :meth:`~modgraph.attacks.AdversarialSettings.candidates`
+    of its data set's test split. The examples are saved under
+    ``data/cache/adversarial/<key>.pt`` beside ``<key>.json`` (config, metrics,
+    code version); the key (:func:`entry_key`) hashes the spec, the attack's
+    configuration and :data:`ATTACK_CODE`, so a plotting change reuses them.
+    The result's ``indices`` index the test split. An attack that finds fewer
+    examples than wanted warns (also when read from the cache) and returns
+    what it found (``n_found < n_requested``).
+    """
+    import torch
+
+    from modgraph.attacks import ATTACKS, AdversarialResult, adversarial_examples
+    from modgraph.data import load_dataset
+    from modgraph.store import get_model
+
+    config = _adversarial_config(spec, attack, settings)
+    key = adversarial_key(spec, attack, settings)
+    path = paths.cache_dir() / "adversarial" / f"{key}.pt"
+    if path.is_file():
+        try:
+            result = AdversarialResult.load(path)
+        except (OSError, RuntimeError, EOFError, KeyError, TypeError) as err:
+            warnings.warn(f"unreadable cached adversarial examples {paths.relative(path)} "
+                          f"({type(err).__name__}: {err}); recomputing", stacklevel=2)
+        else:
+            if result.n_found < result.n_requested:
+                warnings.warn(f"{result.attack}: found {result.n_found} of {result.n_requested} requested "
+                              f"adversarial examples ({result.n_attacked} inputs attacked; "
+                              f"cached in {paths.relative(path)})", stacklevel=2)
+            return result
+    data = load_dataset(spec.dataset, "test", progress=progress)
+    index = settings.candidates(attack, len(data))
+    images, labels = data.subset(index).tensors()
+    model = get_model(spec, device=device, progress=progress).model
+    name = ATTACKS.get(attack).name
+    result = adversarial_examples(model, images, labels, name, settings.n_for(name),
+                                  batch_size=settings.batch_size(name), seed=settings.curve.seed,
+                                  overrides=settings.overrides.get(name), progress=progress)
+    result = replace(result, indices=torch.from_numpy(index)[result.indices])
+    provenance.atomic_write_json(path.with_suffix(".json"), {
+        "kind": "adversarial", "key": key, "config": config, "code": list(ATTACK_CODE),
+        "metrics": result.metrics(), "code_version": result.code_version,
+    })
+    result.save(path)
+    return result
+
+
+def _tensor_sha(*tensors: "torch.Tensor") -> str:
+    digest = hashlib.sha256()
+    for t in tensors:
+        digest.update(str(tuple(t.shape)).encode())
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:20]
+
+
+def attack_curves(spec: "ModelSpec", result: "AdversarialResult", settings: CurveSettings = CurveSettings(), *,
+                  device: str | None = None, progress: bool = True) -> dict[str, Curve]:
+    """Curves of ``result``'s adversarial images and of their clean originals through ``spec``'s model, cached.
+
+    Both use all ``result.n_found`` images as one sample set, labelled by the
+    true classes, and the graph settings (``k``, ``similarity``, ``tap``) of
+    ``settings``; returns ``{"adversarial": Curve, "clean": Curve}``. The
+    cache key hashes the images, so it follows the examples.
+    """
+    from modgraph.curve import modularity_curve
+    from modgraph.store import get_model
+
+    n, k = result.n_found, settings.k
+    if n <= k:
+        raise ValueError(f"{result.attack}: {n} adversarial example(s) cannot form a {k}-NN graph; need more than {k}")
+    whole = replace(settings, n=n, repeats=1, seed=0)
+    config = {"spec": spec.canonical(), "attack": result.attack,
+              "images": _tensor_sha(result.images, result.clean, result.labels), **whole.to_dict()}
+
+    def compute() -> dict:
+        model = get_model(spec, device=device, progress=progress).model
+        meta = {"model": spec.arch, "dataset": spec.dataset, "attack": result.attack}
+        return {kind: modularity_curve(model, images, result.labels, whole, device=device,
+                                       meta={**meta, "images": kind}, progress=progress).to_dict()
+                for kind, images in (("adversarial", result.images), ("clean", result.clean))}
+
+    value = cached("adversarial-curves", config, compute, code=CURVE_CODE)
+    return {kind: Curve.from_dict(c) for kind, c in value.items()}
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ __all__ = [
     "verdict",
     "claims_table",
     "depth_spearman",
+    "rank_trend",
+    "linear_correlation",
     "last_layer_gap",
     "plateau_fraction",
     "rises_with_depth",
@@ -153,6 +155,29 @@ def depth_spearman(values: Sequence[float] | np.ndarray) -> float:
     if np.all(q == q[0]):
         return float("nan")
     return float(stats.spearmanr(np.arange(q.size), q).statistic)
+
+
+def _pairs(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"x and y must be 1-D of equal length, got shapes {a.shape} and {b.shape}")
+    return a, b
+
+
+def rank_trend(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rho of ``y`` (M,) against ``x`` (M,); NaN with fewer than 3 points or a constant ``x`` or ``y``."""
+    a, b = _pairs(x, y)
+    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(stats.spearmanr(a, b).statistic)
+
+
+def linear_correlation(x: Sequence[float], y: Sequence[float]) -> float:
+    """Pearson r of ``y`` (M,) against ``x`` (M,); NaN with fewer than 3 points or a constant ``x`` or ``y``."""
+    a, b = _pairs(x, y)
+    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(stats.pearsonr(a, b).statistic)
 
 
 def last_layer_gap(values: Sequence[float] | np.ndarray) -> float:

@@ -286,20 +286,24 @@ def modularity_sweep(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor | np.ndarray,
+    settings: CurveSettings | None = None,
     *,
-    ns: int | Sequence[int] = (500,),
-    ks: int | Sequence[int] = (3,),
-    similarities: str | Sequence[str] = ("cosine",),
-    repeats: int = 5,
-    seed: int = 0,
-    tap: str = "block",
+    ns: int | Sequence[int] | None = None,
+    ks: int | Sequence[int] | None = None,
+    similarities: str | Sequence[str] | None = None,
+    repeats: int | None = None,
+    seed: int | None = None,
+    tap: str | None = None,
     meta: Mapping[str, Any] | None = None,
     progress: bool = True,
     **reading: Unpack[Reading],
 ) -> list[Curve]:
     """One curve per setting in ``itertools.product(similarities, ns, ks)``, in that order, from one feature pass.
 
-    Each setting's samples are exactly those of ``modularity_curve`` with the
+    ``settings`` (or the keywords ``repeats``, ``seed``, ``tap``; not both)
+    gives the samples and the layers; the axes ``ns``, ``ks`` and
+    ``similarities`` default to its ``n``, ``k`` and ``similarity``. Each
+    setting's samples are exactly those of ``modularity_curve`` with the
     same ``n``, ``repeats`` and ``seed``, so every curve equals the one
     ``modularity_curve`` gives; the k-NN lists are computed once for the largest
     ``k`` and cut for the smaller ones. ``meta`` times (``wall_time_s``,
@@ -307,6 +311,11 @@ def modularity_sweep(
     records ``layer_selection`` when ``reading`` gives ``layers``, and ``tokens``
     and ``output_key`` when given; with the defaults the meta has none of them.
     """
+    base = CurveSettings.of(settings, repeats=repeats, seed=seed, tap=tap)
+    repeats, seed, tap = base.repeats, base.seed, base.tap
+    ns = (base.n,) if ns is None else ns
+    ks = (base.k,) if ks is None else ks
+    similarities = (base.similarity,) if similarities is None else similarities
     start = time.perf_counter()
     ns, ks, similarities = _ints(ns, "ns"), _ints(ks, "ks"), _names(similarities)
     bad = [(n, k) for n in ns for k in ks if not 1 <= k < n]

@@ -9,6 +9,7 @@ written below ``data/``, ``results/`` or ``_build/`` of that root.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
@@ -60,37 +61,25 @@ def datasets_dir() -> Path:
     return data_dir()
 
 
-def cache_dir() -> Path:
-    """Decoded data-set arrays and other recomputable caches (``data/cache/``)."""
-    return data_dir() / "cache"
+def _folder(parent: Callable[[], Path], name: str, doc: str) -> Callable[[], Path]:
+    """A function returning ``parent() / name`` (resolved at each call, so ``MODGRAPH_HOME`` is honoured)."""
+
+    def folder() -> Path:
+        return parent() / name
+
+    folder.__doc__ = doc
+    return folder
 
 
-def models_dir() -> Path:
-    """The model store (``data/models/``)."""
-    return data_dir() / "models"
-
-
-def jobs_dir() -> Path:
-    """Cluster jobs' submission files and logs (``data/jobs/``, by submitit)."""
-    return data_dir() / "jobs"
+cache_dir = _folder(data_dir, "cache", "Decoded data-set arrays and other recomputable caches (``data/cache/``).")
+models_dir = _folder(data_dir, "models", "The model store (``data/models/``).")
+jobs_dir = _folder(data_dir, "jobs", "Cluster jobs' submission files and logs (``data/jobs/``, by submitit).")
+build_dir = _folder(root, "_build", "The Jupyter Book build folder (``_build/``).")
+notebooks_dir = _folder(root, "notebooks", "Notebook templates (``notebooks/``).")
+params_dir = _folder(root, "params", "Per-profile notebook parameters (``params/``).")
 
 
 def results_dir(profile: str | None = None) -> Path:
     """``results/`` or ``results/<profile>/``: numbers, figures, executed notebooks."""
     base = root() / "results"
     return base / profile if profile else base
-
-
-def build_dir() -> Path:
-    """The Jupyter Book build folder (``_build/``)."""
-    return root() / "_build"
-
-
-def notebooks_dir() -> Path:
-    """Notebook templates (``notebooks/``)."""
-    return root() / "notebooks"
-
-
-def params_dir() -> Path:
-    """Per-profile notebook parameters (``params/``)."""
-    return root() / "params"

@@ -56,7 +56,8 @@ from torch import nn
 
 from modgraph.features import layer_names
 from modgraph.models import create_model, model_config
-from modgraph.paper import PLATEAU_RISE
+from modgraph.models.resnet_cifar import AUTHORS_RESNET56_DEPTHS
+from modgraph.paper import PAPER_TABLE1_MODEL, PLATEAU_RISE
 from modgraph.registry import Registry
 
 __all__ = [
@@ -74,6 +75,9 @@ __all__ = [
     "Complexity",
     "complexity",
     "reduction",
+    "AUTHORS_TABLE1_ARCHS",
+    "curve_removal",
+    "authors_complexity",
 ]
 
 class CurveLike(Protocol):
@@ -435,3 +439,26 @@ def complexity(model: nn.Module, input_size: Sequence[int] = (1, 3, 32, 32)) -> 
 def reduction(before: Complexity, after: Complexity) -> Mapping[str, float]:
     """Percentage saved in parameters and MACs from ``before`` to ``after``."""
     return {"params_pct": 100.0 * (1 - after.params / before.params), "macs_pct": 100.0 * (1 - after.macs / before.macs)}
+
+
+AUTHORS_TABLE1_ARCHS: dict[str, str] = {ds: f"resnet56_authors_{ds}" for ds in AUTHORS_RESNET56_DEPTHS}
+"""The pruned ResNet56 architectures the authors released, per data set (registered models)."""
+
+
+def curve_removal(model: nn.Module, curve: CurveLike, threshold: float = PLATEAU_RISE, tap: str = "block"
+                  ) -> tuple[list[LayerVerdict], tuple[str, ...], dict[str, str]]:
+    """What pruning ``model`` by its ``curve`` (measured at ``tap``) removes: the curve's redundant layers among
+    those the model can lose, those of them that can go together (block-tap names), and why the others stay."""
+    verdicts = redundant_layers(curve, threshold, prunable=prunable_layers(model, tap))
+    kept, refused = select_removable(model, verdicts)
+    block = dict(zip(layer_names(model, tap), layer_names(model, "block")))
+    return verdicts, tuple(block[v.layer] for v in kept), refused
+
+
+def authors_complexity(dataset: str, num_classes: int, input_size: Sequence[int]) -> dict[str, Complexity]:
+    """``{"resnet56": ..., <authors' architecture>: ...}`` for ``dataset`` (thop), or ``{}`` when they released none."""
+    name = AUTHORS_TABLE1_ARCHS.get(dataset)
+    if name is None:
+        return {}
+    return {arch: complexity(create_model(arch, num_classes=num_classes, seed=0), input_size)
+            for arch in (PAPER_TABLE1_MODEL[0], name)}

@@ -1,14 +1,13 @@
 """Ablations of the modularity curve (Figs. 7, B11-B13): sample size N, neighbours k, similarity, training.
 
-For one stored model, :func:`measure_ablation` computes curves over a range of
-``N`` (at the reference ``k``) and of ``k`` (at the reference ``N``) with the
-reference and the alternative similarity -- two feature passes through the
-model (:func:`modgraph.curve.modularity_sweep`) -- plus the curve of the same
-architecture at its initial weights (:class:`modgraph.store.Initial`). Every curve of an
+For one stored model, :func:`model_ablation` gathers cached curves over a
+range of ``N`` (at the reference ``k``) and of ``k`` (at the reference ``N``)
+with the reference and the alternative similarity -- two cached sweeps
+(:func:`modgraph.cache.sweep`) -- plus the curve of the same architecture at
+its initial weights (:class:`modgraph.store.Initial`). Every curve of an
 ablation uses the samples of :func:`modgraph.data.sample_indices` with the
-same ``seed``, so curves at the same ``N`` share their samples.
-:func:`cached_ablation` caches the result per model. The claims' quantities
-are pure functions of mean curves (arrays in, numbers out).
+same ``seed``, so curves at the same ``N`` share their samples. The claims'
+quantities are pure functions of mean curves (arrays in, numbers out).
 """
 
 from __future__ import annotations
@@ -19,12 +18,10 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from modgraph.claims import Claim, check, depth_spearman
-from modgraph.curve import Curve, CurveSettings, modularity_curve, modularity_sweep
+from modgraph.curve import Curve, CurveSettings
 from modgraph.graph import SIMILARITIES
 from modgraph.paper import FLAT_RATIO, OVERLAP_TOLERANCE
 from modgraph.registry import Registry
@@ -42,8 +39,7 @@ __all__ = [
     "max_spread",
     "largest_step",
     "depth_range_ratio",
-    "measure_ablation",
-    "cached_ablation",
+    "model_ablation",
     "ablation_study",
     "reference_table",
 ]
@@ -278,78 +274,39 @@ PANELS.register("similarity", ("{}", lambda a: {a.settings.curve.similarity: a.r
 PANELS.register("initialisation", ("{}", lambda a: {"trained": a.reference, "initial weights": a.untrained}))
 
 
-def measure_ablation(
-    model: nn.Module,
-    untrained: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor | np.ndarray,
-    settings: AblationSettings,
-    *,
-    name: str | None = None,
-    meta: Mapping[str, Any] | None = None,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-) -> ModelAblation:
-    """The ablation curves of ``model`` and of ``untrained`` on ``images`` (N, 3, H, W) with ``labels`` (N,).
+def model_ablation(spec: "ModelSpec", settings: AblationSettings, *, device: str | None = None,
+                   progress: bool = True) -> ModelAblation:
+    """The ablation curves of the stored model ``spec`` (trained on first use) on its data set's test split.
 
-    Two feature passes through ``model`` (every k and both similarities at the
-    reference n; every n at the reference k) and one through ``untrained``.
-    ``meta`` (model, dataset, ...) is stored in every curve.
-    """
-    s, c = settings, settings.curve
-    common = dict(repeats=c.repeats, seed=c.seed, tap=c.tap, device=device, meta=meta, progress=progress)
-    sims = (c.similarity, s.alternative)
-    by_k_sweep = modularity_sweep(model, images, labels, ns=(c.n,), ks=s.ks, similarities=sims, **common)
-    by_k = dict(zip(s.ks, by_k_sweep[: len(s.ks)]))
-    alternative = by_k_sweep[len(s.ks) + s.ks.index(c.k)]
-    by_n = dict(zip(s.ns, modularity_sweep(model, images, labels, ns=s.ns, ks=(c.k,), similarities=(c.similarity,),
-                                           **common)))
-    start = modularity_curve(untrained, images, labels, c, device=device,
-                             meta={**dict(meta or {}), "weights": "initial"}, progress=progress)
-    return ModelAblation(name or type(model).__name__, s, by_n, by_k, alternative, start, dict(meta or {}))
-
-
-def cached_ablation(
-    spec: "ModelSpec",
-    settings: AblationSettings,
-    *,
-    device: str | None = None,
-    progress: bool = True,
-) -> ModelAblation:
-    """:func:`measure_ablation` of the stored model ``spec`` on its data set's test split, cached.
-
-    The model comes from :func:`modgraph.store.get_model` (trained on first
-    use), the untrained one at :class:`modgraph.store.Initial` weights; the result is cached
-    under ``data/cache/ablations/`` keyed by spec, settings and code.
+    Two cached sweeps (:func:`modgraph.cache.sweep`, one feature pass each):
+    every k and both similarities at the reference n, every n at the reference
+    k; and the cached reference curve at the initial weights
+    (:class:`modgraph.store.Initial`).
     """
     from modgraph import cache
-    from modgraph.data import load_dataset
-    from modgraph.store import Initial, Trained, resolve
+    from modgraph.store import Initial, Trained
 
     if not isinstance(settings, AblationSettings):
         raise ValueError(f"settings must be an AblationSettings, got {type(settings).__name__}")
-
-    def compute() -> dict:
-        images, labels = load_dataset(spec.dataset, "test", progress=progress).tensors()
-        trained = resolve(Trained(spec), device=device, progress=progress)
-        meta = {"model": spec.arch, "dataset": spec.dataset, "split": "test", **trained.meta}
-        untrained = resolve(Initial(spec), device=device, progress=progress).model
-        return measure_ablation(trained.model, untrained, images, labels, settings, name=spec.arch, meta=meta,
-                                device=device, progress=progress).to_dict()
-
-    config = {"model": spec.canonical(), "dataset": spec.dataset, "split": "test", "settings": settings}
-    return ModelAblation.from_dict(cache.cached("ablations", config, compute, code=("modgraph.sections.ablations",)))
+    s, c, trained = settings, settings.curve, Trained(spec)
+    run = dict(device=device, progress=progress)
+    by_k_sweep = cache.sweep(trained, c, ks=s.ks, similarities=(c.similarity, s.alternative), **run)
+    by_n = dict(zip(s.ns, cache.sweep(trained, c, ns=s.ns, **run)))
+    untrained = cache.curve(Initial(spec), c, **run)
+    reference = by_k_sweep[s.ks.index(c.k)]
+    meta = {key: reference.meta.get(key) for key in ("model", "dataset", "split", "spec", "test_accuracy")}
+    return ModelAblation(spec.arch, s, by_n, dict(zip(s.ks, by_k_sweep[: len(s.ks)])),
+                         by_k_sweep[len(s.ks) + s.ks.index(c.k)], untrained, meta)
 
 
 def ablation_study(specs: Sequence["ModelSpec"], settings: AblationSettings, *, device: str | None = None,
                    progress: bool = True) -> dict[str, ModelAblation]:
-    """:func:`cached_ablation` of every stored model of ``specs`` (:func:`modgraph.cache.trained_specs`): arch ->
+    """:func:`model_ablation` of every stored model of ``specs`` (:func:`modgraph.cache.trained_specs`): arch ->
     ablation."""
     from modgraph.store import check_specs
 
-    specs = check_specs(specs)
-    return {spec.arch: cached_ablation(spec, settings, device=device, progress=progress)
-            for spec in tqdm(specs, desc="ablations", disable=not progress)}
+    return {spec.arch: model_ablation(spec, settings, device=device, progress=progress)
+            for spec in tqdm(check_specs(specs), desc="ablations", disable=not progress)}
 
 
 def reference_table(study: Mapping[str, ModelAblation]) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """Fig. 8: modularity differences beside linear CKA between the layers of trained ResNets.
 
-The comparison itself is :func:`modgraph.cka.compare_layers`; this module
-caches it per model and weights, gathers a study, and states its claims.
+The comparison itself is :func:`modgraph.cka.compare_layers`, cached per
+weights source by :func:`modgraph.cache.comparison`; this module gathers a
+study and states its claims.
 """
 
 from __future__ import annotations
@@ -11,15 +12,14 @@ from typing import Callable, Mapping, Sequence
 import pandas as pd
 from tqdm.auto import tqdm
 
-from modgraph.cka import LayerComparison, compare_layers
+from modgraph.cka import LayerComparison
 from modgraph.claims import Claim, check
 from modgraph.curve import CurveSettings
 from modgraph.paper import AGREEMENT_THRESHOLD, SIGNIFICANCE
-from modgraph.store import ModelSpec, Trained, WeightsSource, check_specs, resolve
+from modgraph.store import ModelSpec, Trained, WeightsSource, check_specs
 
 __all__ = [
     "comparison_claims",
-    "cached_comparison",
     "comparison_study",
     "comparison_table",
 ]
@@ -42,34 +42,6 @@ def comparison_claims(comparison: LayerComparison, *, scope: str, source: str = 
     ]
 
 
-def cached_comparison(
-    source: WeightsSource,
-    settings: CurveSettings = CurveSettings(),
-    *,
-    debiased: bool = False,
-    device: str | None = None,
-    progress: bool = True,
-) -> LayerComparison:
-    """:func:`modgraph.cka.compare_layers` of the network at the weights ``source`` names (e.g.
-    :class:`modgraph.store.Trained` or :class:`modgraph.store.Initial` of a spec) on its data set's test split,
-    cached under ``data/cache/cka/`` keyed by weights, settings and code. ``meta["weights"]`` is the source's kind."""
-    from modgraph import cache
-    from modgraph.data import load_dataset
-
-    config = {"weights": source.key(), "dataset": source.dataset, "split": "test", **settings.to_dict(),
-              "debiased": debiased}
-
-    def compute() -> dict:
-        weights = resolve(source, device=device, progress=progress)
-        images, labels = load_dataset(source.dataset, "test", progress=progress).tensors()
-        meta = {"model": source.arch, "dataset": source.dataset, "split": "test", **weights.meta,
-                "weights": source.kind}
-        return compare_layers(weights.model, images, labels, settings, debiased=debiased, device=device, meta=meta,
-                              progress=progress).to_dict()
-
-    return LayerComparison.from_dict(cache.cached("cka", config, compute, code=("modgraph.sections.cka",)))
-
-
 def comparison_study(
     specs: Sequence[ModelSpec],
     settings: CurveSettings = CurveSettings(),
@@ -79,10 +51,12 @@ def comparison_study(
     device: str | None = None,
     progress: bool = True,
 ) -> dict[str, LayerComparison]:
-    """:func:`cached_comparison` (``settings``, ``debiased``) of every model of ``specs``
+    """:func:`modgraph.cache.comparison` (``settings``, ``debiased``) of every model of ``specs``
     (:func:`modgraph.cache.trained_specs`) at the weights ``weights(spec)`` (default :class:`modgraph.store.Trained`;
     :class:`modgraph.store.Initial` for the untrained control): arch -> comparison."""
-    return {spec.arch: cached_comparison(weights(spec), settings, debiased=debiased, device=device, progress=progress)
+    from modgraph import cache
+
+    return {spec.arch: cache.comparison(weights(spec), settings, debiased=debiased, device=device, progress=progress)
             for spec in tqdm(check_specs(specs), desc="CKA", disable=not progress)}
 
 

@@ -31,15 +31,13 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from tqdm.auto import tqdm
 
 from modgraph.checks import int_at_least
-from modgraph.claims import Claim, check
+from modgraph.claims import Claim, check, linear_correlation, rank_trend
 from modgraph.curve import CurveSettings
-from modgraph.models.resnet_cifar import AUTHORS_RESNET56_DEPTHS
 from modgraph.paper import ACCURACY_MARGIN, PAPER_FIG10_POINTS, PAPER_TABLE1, PAPER_TABLE1_MODEL, PLATEAU_RISE
-from modgraph.prune import removed_delta_q, removed_layers
+from modgraph.prune import authors_complexity, curve_removal, removed_delta_q, removed_layers
 from modgraph.site import admonition
 
 if TYPE_CHECKING:
@@ -48,10 +46,7 @@ if TYPE_CHECKING:
     from modgraph.store import ModelSpec
 
 __all__ = [
-    "AUTHORS_TABLE1_ARCHS",
     "PruneSettings",
-    "rank_trend",
-    "linear_correlation",
     "FamilyStudy",
     "family_study",
     "VariantStudies",
@@ -63,12 +58,7 @@ __all__ = [
     "family_specs",
     "PruneResult",
     "prune_by_curve",
-    "authors_complexity",
 ]
-
-
-AUTHORS_TABLE1_ARCHS: dict[str, str] = {ds: f"resnet56_authors_{ds}" for ds in AUTHORS_RESNET56_DEPTHS}
-"""The pruned ResNet56 architectures the authors released, per data set (registered models)."""
 
 
 @dataclass(frozen=True)
@@ -128,29 +118,6 @@ class PruneSettings:
         from modgraph.store import Trained
 
         return cache.curve(Trained(spec), self.curve, device=device, progress=progress)
-
-
-def _pairs(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if a.ndim != 1 or a.shape != b.shape:
-        raise ValueError(f"x and y must be 1-D of equal length, got shapes {a.shape} and {b.shape}")
-    return a, b
-
-
-def rank_trend(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman rho of ``y`` (M,) against ``x`` (M,); NaN with fewer than 3 points or a constant ``x`` or ``y``."""
-    a, b = _pairs(x, y)
-    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    return float(stats.spearmanr(a, b).statistic)
-
-
-def linear_correlation(x: Sequence[float], y: Sequence[float]) -> float:
-    """Pearson r of ``y`` (M,) against ``x`` (M,); NaN with fewer than 3 points or a constant ``x`` or ``y``."""
-    a, b = _pairs(x, y)
-    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    return float(stats.pearsonr(a, b).statistic)
 
 
 @dataclass(frozen=True)
@@ -376,7 +343,7 @@ class PruneResult:
     ``curve``: the parent's; ``verdicts``: its redundant layers; ``removed``:
     those pruned (block-tap names); ``refused``: layer -> why it stayed;
     accuracies in %; ``pruned_accuracy`` is ``None`` when nothing was removed.
-    ``authors``: for a data set with an :data:`AUTHORS_TABLE1_ARCHS` entry,
+    ``authors``: for a data set with an :data:`modgraph.prune.AUTHORS_TABLE1_ARCHS` entry,
     the complexity of ``resnet56`` and of the authors' released pruned
     architecture for it (thop, measured; not trained here).
     """
@@ -481,7 +448,7 @@ def prune_by_curve(parent: "ModelSpec", settings: PruneSettings, *, device: str 
     stored = get_model(parent, device=device, progress=progress)
     model = stored.model
     curve = settings.curve_of(parent, device=device, progress=progress)
-    verdicts, removed, refused = _curve_removal(model, curve, settings)
+    verdicts, removed, refused = curve_removal(model, curve, settings.threshold, settings.curve.tap)
     test = load_dataset(parent.dataset, "test", progress=progress)
     size = (1, 3, *test.image_size)
     before = complexity(model, size)
@@ -495,18 +462,6 @@ def prune_by_curve(parent: "ModelSpec", settings: PruneSettings, *, device: str 
                        authors_complexity(parent.dataset, test.num_classes, size))
 
 
-def _curve_removal(model: Any, curve: "Curve", settings: PruneSettings
-                   ) -> tuple[list["LayerVerdict"], tuple[str, ...], dict[str, str]]:
-    """The redundant layers of ``curve``, those of them removed together (block-tap names), and why others stay."""
-    from modgraph.features import layer_names
-    from modgraph.prune import prunable_layers, redundant_layers, select_removable
-
-    verdicts = redundant_layers(curve, settings.threshold, prunable=prunable_layers(model, settings.curve.tap))
-    kept, refused = select_removable(model, verdicts)
-    block = dict(zip(layer_names(model, settings.curve.tap), layer_names(model, "block")))
-    return verdicts, tuple(block[v.layer] for v in kept), refused
-
-
 def curve_pruned_spec(parent: "ModelSpec", settings: PruneSettings, *, device: str | None = None,
                       progress: bool = True) -> "ModelSpec | None":
     """The spec :func:`prune_by_curve` fine-tunes from the stored ``parent`` (``None``: nothing to remove).
@@ -516,17 +471,6 @@ def curve_pruned_spec(parent: "ModelSpec", settings: PruneSettings, *, device: s
     from modgraph.store import get_model
 
     model = get_model(parent, device=device, progress=progress).model
-    _, removed, _ = _curve_removal(model, settings.curve_of(parent, device=device, progress=progress), settings)
+    curve = settings.curve_of(parent, device=device, progress=progress)
+    _, removed, _ = curve_removal(model, curve, settings.threshold, settings.curve.tap)
     return pruned_spec(parent, removed, settings) if removed else None
-
-
-def authors_complexity(dataset: str, num_classes: int, input_size: Sequence[int]) -> dict[str, "Complexity"]:
-    """``{"resnet56": ..., <authors' architecture>: ...}`` for ``dataset`` (thop), or ``{}`` when they released none."""
-    from modgraph.models import create_model
-    from modgraph.prune import complexity
-
-    name = AUTHORS_TABLE1_ARCHS.get(dataset)
-    if name is None:
-        return {}
-    return {arch: complexity(create_model(arch, num_classes=num_classes, seed=0), input_size)
-            for arch in (PAPER_TABLE1_MODEL[0], name)}
