@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
+import nbformat
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import yaml
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +163,53 @@ def ridge_store(tmp_path, monkeypatch):
 
     monkeypatch.setattr(store_module, "get_model", get_model)
     return SimpleNamespace(model=model, calls=calls, spec=store_module.ModelSpec("vgg11", "digits", recipe="smoke"))
+
+
+PARAMS_HEAD = "profile = 'smoke'\noutput = 'smoke'\n"
+BODY = (
+    "from pathlib import Path\n"
+    "if x == 13:\n"
+    "    raise RuntimeError('unlucky x')\n"
+    "out = Path('results') / output / (NAME + '.txt')\n"
+    "out.parent.mkdir(parents=True, exist_ok=True)\n"
+    "out.write_text(f'{profile} {x} {items}')\n"
+)
+
+
+def write_notebook(path: Path, name: str, params: str = "x = 1\nitems = [1, 2]\n", body: str = BODY) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(f"# {name}"),
+        nbformat.v4.new_code_cell(PARAMS_HEAD + params, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(f"NAME = {name!r}\n" + body),
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+
+
+def write_params(root: Path, profile: str, data: dict) -> None:
+    (root / "params").mkdir(exist_ok=True)
+    (root / "params" / f"{profile}.yml").write_text(yaml.safe_dump(data))
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A project root with notebooks aa_first and bb_second, profiles smoke and gpu (gpu: true)."""
+    monkeypatch.setenv("MODGRAPH_HOME", str(tmp_path))
+    (tmp_path / "_config.yml").write_text("title: test\nexecute:\n  execute_notebooks: 'off'\n")
+    (tmp_path / "_toc.yml").write_text(yaml.safe_dump({
+        "format": "jb-book", "root": "book/intro",
+        "chapters": [{"file": "notebooks/aa_first"}, {"file": "notebooks/bb_second"}],
+    }))
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n")
+    write_notebook(tmp_path / "notebooks" / "aa_first.ipynb", "aa_first")
+    write_notebook(tmp_path / "notebooks" / "bb_second.ipynb", "bb_second")
+    write_params(tmp_path, "smoke", {"profile": {"description": "tiny"}, "defaults": {"x": 2},
+                                     "bb_second": {"items": [3]}})
+    write_params(tmp_path, "gpu", {"profile": {"description": "needs CUDA", "gpu": True}, "defaults": {"x": 5}})
+    from modgraph import profiles
+
+    monkeypatch.setattr(profiles, "cuda_available", lambda: False)
+    return tmp_path

@@ -6,57 +6,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import BODY, write_notebook, write_params
 import yaml
 
 from modgraph import book
-
-PARAMS_HEAD = "profile = 'smoke'\noutput = 'smoke'\n"
-BODY = (
-    "from pathlib import Path\n"
-    "if x == 13:\n"
-    "    raise RuntimeError('unlucky x')\n"
-    "out = Path('results') / output / (NAME + '.txt')\n"
-    "out.parent.mkdir(parents=True, exist_ok=True)\n"
-    "out.write_text(f'{profile} {x} {items}')\n"
-)
-
-
-def write_notebook(path: Path, name: str, params: str = "x = 1\nitems = [1, 2]\n", body: str = BODY) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [
-        nbformat.v4.new_markdown_cell(f"# {name}"),
-        nbformat.v4.new_code_cell(PARAMS_HEAD + params, metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(f"NAME = {name!r}\n" + body),
-    ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(path))
-
-
-def write_params(root: Path, profile: str, data: dict) -> None:
-    (root / "params").mkdir(exist_ok=True)
-    (root / "params" / f"{profile}.yml").write_text(yaml.safe_dump(data))
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    """A project root with notebooks aa_first and bb_second, profiles smoke and gpu (gpu: true)."""
-    monkeypatch.setenv("MODGRAPH_HOME", str(tmp_path))
-    (tmp_path / "_config.yml").write_text("title: test\nexecute:\n  execute_notebooks: 'off'\n")
-    (tmp_path / "_toc.yml").write_text(yaml.safe_dump({
-        "format": "jb-book", "root": "book/intro",
-        "chapters": [{"file": "notebooks/aa_first"}, {"file": "notebooks/bb_second"}],
-    }))
-    (tmp_path / "book").mkdir()
-    (tmp_path / "book" / "intro.md").write_text("# Intro\n")
-    write_notebook(tmp_path / "notebooks" / "aa_first.ipynb", "aa_first")
-    write_notebook(tmp_path / "notebooks" / "bb_second.ipynb", "bb_second")
-    write_params(tmp_path, "smoke", {"profile": {"description": "tiny"}, "defaults": {"x": 2},
-                                     "bb_second": {"items": [3]}})
-    write_params(tmp_path, "gpu", {"profile": {"description": "needs CUDA", "gpu": True}, "defaults": {"x": 5}})
-    monkeypatch.setattr(book, "_cuda_available", lambda: False)
-    return tmp_path
-
 
 @pytest.fixture
 def fake_execute(monkeypatch):
@@ -84,26 +37,6 @@ def fake_build(monkeypatch):
 
     monkeypatch.setattr(book, "build_html", build)
     return builds
-
-
-def test_params_merge_defaults_and_blocks(project):
-    prof = book.get_profile("smoke")
-    assert book.notebook_params(prof, "aa_first") == {"profile": "smoke", "output": "smoke", "x": 2}
-    assert book.notebook_params(prof, "bb_second", output="smoke-custom") == {
-        "profile": "smoke", "output": "smoke-custom", "x": 2, "items": [3]}
-
-
-def test_unknown_profile_lists_valid_ones(project):
-    with pytest.raises(ValueError, match=r"unknown profile 'nope'; valid choices: auto, gpu, smoke"):
-        book.get_profile("nope")
-
-
-def test_auto_profile_resolves_by_cuda(project, monkeypatch):
-    write_params(project, "quick", {})
-    write_params(project, "fast", {"profile": {"gpu": True}})
-    assert book.get_profile("auto").name == "quick"
-    monkeypatch.setattr(book, "_cuda_available", lambda: True)
-    assert book.get_profile("auto").name == "fast"
 
 
 def test_unknown_notebook_lists_valid_ones(project, fake_execute, fake_build):
@@ -146,19 +79,6 @@ def test_notebook_must_declare_reserved_parameters(project, fake_execute, fake_b
         book.run_book("smoke")
 
 
-def test_parse_overrides_reads_yaml():
-    assert book.parse_overrides([("k", "5"), ("archs", "[vgg11, resnet18]"), ("w", "0.5"), ("s", "abc")]) == {
-        "k": 5, "archs": ["vgg11", "resnet18"], "w": 0.5, "s": "abc"}
-    assert book.parse_overrides([("archs", "[vgg11,", "vgg16]"), ("k", "null")]) == {  # as a shell splits it
-        "archs": ["vgg11", "vgg16"], "k": None}
-    with pytest.raises(ValueError, match="a name and a value"):
-        book.parse_overrides([("k",)])
-    with pytest.raises(ValueError, match=r"malformed value for parameter 'archs': '\[vgg11'"):
-        book.parse_overrides([("archs", "[vgg11")])
-    with pytest.raises(ValueError, match="set by the book tool"):
-        book.parse_overrides([("profile", "paper")])
-
-
 def test_figure_checks_overrides_before_running(project, fake_execute, fake_build):
     with pytest.raises(ValueError, match=r"no parameter 'k'; valid names: x, items"):
         book.run_figure("aa_first", {"k": 5}, "smoke")
@@ -192,18 +112,6 @@ def test_parameters_that_must_fit_together_are_checked_before_running(project, f
     with pytest.raises(ValueError, match="params/smoke.yml: parameters of bb_second do not fit together"):
         book.run_book("smoke")
     assert fake_execute == [] and fake_build == []
-
-
-def test_real_notebooks_check_snapshot_epochs_against_the_recipe():
-    from modgraph.cache import check_snapshots
-
-    curves = {"keep_snapshots": {"vgg16": 2}, "recipe": "smoke", "epochs": None}
-    book.PARAMETER_CHECKS.get("01_curves")(curves)
-    with pytest.raises(ValueError, match=r"int in 0..2 \(recipe 'smoke' trains 2 epochs\), got 30"):
-        book.PARAMETER_CHECKS.get("01_curves")({**curves, "keep_snapshots": {"vgg16": 30}})
-    with pytest.raises(ValueError, match="unknown model 'vgg6'"):
-        book.PARAMETER_CHECKS.get("03_training")({**curves, "archs": ["vgg6"], "max_epoch": 1})
-    assert check_snapshots({}, recipe="paper") == {}
 
 
 def test_stamps_rerun_exactly_what_changed(project, fake_execute, fake_build, monkeypatch):
@@ -315,62 +223,6 @@ def test_cli_exit_codes_and_messages(project, fake_execute, fake_build, capsys):
     assert "needs a CUDA GPU" in capsys.readouterr().err
     assert book.main(["build", "--profile", "smoke", "--quiet"]) == 0
     assert capsys.readouterr().out.strip() == "index.html"
-
-
-def test_jupyter_parameters_load_the_profile_as_make_figure_does(project):
-    cell = {"profile": "smoke", "output": None, "x": 1, "items": [1, 2]}
-    namespace = dict(cell)
-    book.jupyter_parameters("bb_second", namespace)
-    expected = book.notebook_params(book.get_profile("smoke"), "bb_second", output="smoke-custom")
-    assert {k: namespace[k] for k in cell} == expected == {"profile": "smoke", "output": "smoke-custom", "x": 2,
-                                                           "items": [3]}
-    namespace = dict(cell)
-    book.jupyter_parameters("aa_first", namespace, items=[7])
-    assert (namespace["x"], namespace["items"]) == (2, [7])
-    book.jupyter_parameters("aa_first", namespace)  # rerun alone: from the cell's values again
-    assert (namespace["output"], namespace["x"], namespace["items"]) == ("smoke-custom", 2, [1, 2])
-
-
-def test_jupyter_parameters_leave_injected_parameters_alone(project):
-    injected = {"profile": "smoke", "output": "smoke-custom", "x": 7, "items": [8]}
-    namespace = dict(injected)
-    book.jupyter_parameters("aa_first", namespace, x=9)
-    assert namespace == injected
-
-
-def test_jupyter_parameters_check_overrides(project):
-    namespace = {"profile": "smoke", "output": None, "x": 1, "items": []}
-    with pytest.raises(ValueError, match=r"overrides: notebook aa_first has no parameter 'k'; valid names: x, items"):
-        book.jupyter_parameters("aa_first", namespace, k=5)
-    with pytest.raises(ValueError, match="expects int"):
-        book.jupyter_parameters("aa_first", namespace, x="two")
-    with pytest.raises(ValueError, match=r"may not set \['output'\]"):
-        book.jupyter_parameters("aa_first", namespace, output="mine")
-    with pytest.raises(ValueError, match="unknown profile 'nope'"):
-        book.jupyter_parameters("aa_first", {**namespace, "profile": "nope"})
-    assert namespace["x"] == 1
-
-
-def _parameters_default(nb, name: str):
-    import ast
-
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    assignment = next(s for s in ast.parse(cell.source).body if s.targets[0].id == name)
-    return ast.literal_eval(assignment.value)
-
-
-@pytest.mark.parametrize("name", book.notebook_names())
-def test_chapters_run_a_cpu_profile_in_jupyter_and_say_so(name):
-    nb = nbformat.read(str(book.paths.notebooks_dir() / f"{name}.ipynb"), as_version=4)
-    profile = _parameters_default(nb, "profile")
-    assert not book.get_profile(profile).gpu and _parameters_default(nb, "output") is None
-    top = [line for line in nb.cells[0].source.splitlines() if "In Jupyter" in line]
-    assert len(top) == 1 and f"the `{profile}` profile" in top[0] and f"`results/{profile}-custom/`" in top[0]
-    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    loader = nb.cells[index + 1]
-    assert "jupyter-parameters" in loader.metadata.get("tags", [])
-    assert f'book.jupyter_parameters("{name}", globals())' in loader.source
-    assert all(not c.outputs and c.execution_count is None for c in nb.cells if c.cell_type == "code")
 
 
 @pytest.mark.slow

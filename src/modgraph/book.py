@@ -28,14 +28,30 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, MutableMapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import yaml
 
-from modgraph import paths, provenance, site
-from modgraph.registry import Registry
+from modgraph import paths, profiles, provenance, site
+from modgraph.profiles import (
+    CUSTOM_SUFFIX,
+    PARAMETER_CHECKS,
+    RESERVED,
+    Profile,
+    check_profile_blocks,
+    check_together,
+    get_profile,
+    jupyter_parameters,
+    list_profiles,
+    notebook_names,
+    notebook_parameters,
+    notebook_params,
+    parse_overrides,
+    template_path,
+    toc_files,
+    validate,
+)
 
 __all__ = [
     "BookError",
@@ -63,15 +79,7 @@ __all__ = [
     "main",
 ]
 
-RESERVED = ("profile", "output")
-"""Parameters the book tool sets in every notebook: the profile name and the results folder name."""
-
-AUTO = {"cuda": "fast", "cpu": "quick"}
-"""What ``--profile auto`` resolves to, with and without CUDA."""
-
 KERNEL = "python3"
-CUSTOM_SUFFIX = "-custom"
-_PROFILE_KEYS = {"description", "gpu"}
 
 
 class BookError(RuntimeError):
@@ -82,236 +90,10 @@ class NotebookFailed(BookError):
     """A notebook raised while executing; the partial notebook is kept for inspection."""
 
 
-@dataclass(frozen=True)
-class Profile:
-    """One ``params/<name>.yml``: its description, GPU flag and parameter blocks."""
-
-    name: str
-    description: str
-    gpu: bool
-    defaults: Mapping[str, Any]
-    notebooks: Mapping[str, Mapping[str, Any]]
-
-
-def list_profiles() -> list[str]:
-    """Names of the profiles (``params/*.yml``), sorted."""
-    return sorted(p.stem for p in paths.params_dir().glob("*.yml"))
-
-
-def get_profile(name: str) -> Profile:
-    """Load ``params/<name>.yml`` (``auto`` resolved); ``ValueError`` listing valid names."""
-    valid = list_profiles()
-    if name == "auto":
-        name = AUTO["cuda"] if _cuda_available() else AUTO["cpu"]
-    if name not in valid:
-        raise ValueError(f"unknown profile {name!r}; valid choices: auto, {', '.join(valid)}")
-    path = paths.params_dir() / f"{name}.yml"
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path} is not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path} must be a mapping with 'profile', 'defaults' and per-notebook blocks")
-    meta = raw.pop("profile", None) or {}
-    defaults = raw.pop("defaults", None) or {}
-    if not isinstance(meta, dict) or set(meta) - _PROFILE_KEYS:
-        raise ValueError(f"{path}: 'profile' must be a mapping with keys {sorted(_PROFILE_KEYS)}, got {meta!r}")
-    for block, value in [("defaults", defaults), *raw.items()]:
-        if not isinstance(value, dict):
-            raise ValueError(f"{path}: block {block!r} must be a mapping of parameter -> value")
-        reserved = set(value) & set(RESERVED)
-        if reserved:
-            raise ValueError(f"{path}: block {block!r} sets {sorted(reserved)}, which the book tool sets itself")
-    return Profile(name, str(meta.get("description", "")), bool(meta.get("gpu", False)), defaults,
-                   {str(k): v for k, v in raw.items()})
-
-
-def _toc_files(toc: Path) -> list[str]:
-    """Every ``root`` and ``file`` entry of a table of contents, in order."""
-    if not toc.is_file():
-        raise ValueError(f"no table of contents at {toc}")
-    files: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key in ("root", "file"):
-                if isinstance(node.get(key), str):
-                    files.append(node[key])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    try:
-        walk(yaml.safe_load(toc.read_text()))
-    except yaml.YAMLError as err:
-        raise ValueError(f"{toc} is not valid YAML: {err}") from None
-    return files
-
-
-def notebook_names(toc: Path | None = None) -> list[str]:
-    """The notebooks listed in ``_toc.yml`` (entries ``notebooks/<name>``), in book order."""
-    files = _toc_files(toc or paths.root() / "_toc.yml")
-    return [Path(f).stem for f in files if Path(f).parent.as_posix() == "notebooks"]
-
-
-def _template(notebook: str) -> Path:
-    names = notebook_names()
-    if notebook not in names:
-        raise ValueError(f"unknown notebook {notebook!r}; valid choices: {', '.join(names)}")
-    path = paths.notebooks_dir() / f"{notebook}.ipynb"
-    if not path.is_file():
-        raise ValueError(f"notebook {notebook!r} is listed in _toc.yml but {path} does not exist")
-    return path
-
-
-def notebook_parameters(notebook: str) -> dict[str, Any]:
-    """The parameters declared in the notebook's ``parameters`` cell: name -> default value.
-
-    A default that is not a Python literal maps to ``None`` (accepts any type).
-    """
-    import papermill
-
-    path = _template(notebook)
-    declared = papermill.inspect_notebook(str(path))
-    missing = [name for name in RESERVED if name not in declared]
-    if missing:
-        raise ValueError(f"{path}: the cell tagged 'parameters' must declare {', '.join(RESERVED)}; "
-                         f"missing {', '.join(missing)}")
-    out = {}
-    for name, info in declared.items():
-        try:
-            out[name] = ast.literal_eval(info["default"])
-        except (ValueError, SyntaxError):
-            out[name] = None
-    return out
-
-
-def _type_ok(value: Any, default: Any) -> bool:
-    kind = type(default)
-    if kind is bool:
-        return isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind in (list, tuple):
-        return isinstance(value, (list, tuple))
-    return isinstance(value, kind)
-
-
-def _check_value(notebook: str, name: str, value: Any, default: Any) -> None:
-    """``value`` must have the type of ``default``: ``null`` only where the default is ``None``, list items
-    like the default's items where those share one type."""
-    if default is None:
-        return
-    expected = f"{type(default).__name__} (default {default!r})"
-    if value is None:
-        raise ValueError(f"parameter {name!r} of {notebook} expects {expected}, got null; only parameters whose "
-                         f"default is None take null")
-    if not _type_ok(value, default):
-        raise ValueError(f"parameter {name!r} of {notebook} expects {expected}, got {type(value).__name__} "
-                         f"{value!r}")
-    if isinstance(default, (list, tuple)) and default and len({type(item) for item in default}) == 1:
-        wrong = [item for item in value if item is None or not _type_ok(item, default[0])]
-        if wrong:
-            raise ValueError(f"parameter {name!r} of {notebook} expects a list of {type(default[0]).__name__} "
-                             f"(default {default!r}), got {value!r}")
-
-
-PARAMETER_CHECKS: Registry[Callable[[Mapping[str, Any]], None]] = Registry("parameter check")
-"""Notebook name -> check of its merged parameters that spans several of them; ``ValueError`` on conflict.
-
-Run for every notebook before any notebook executes (:func:`notebook_params`,
-:func:`run_figure`), so an override that contradicts another parameter of the
-same notebook stops the call at once.
-"""
-
-
-def _snapshot_checks(last: Callable[[Mapping[str, Any]], Mapping[str, Any]]) -> Callable[[Mapping[str, Any]], None]:
-    def check(params: Mapping[str, Any]) -> None:
-        from modgraph.cache import check_snapshots
-
-        check_snapshots(last(params), recipe=params["recipe"], epochs=params["epochs"])
-    return check
-
-
-PARAMETER_CHECKS.register("01_curves", _snapshot_checks(lambda p: p["keep_snapshots"]))
-PARAMETER_CHECKS.register("03_training", _snapshot_checks(lambda p: {arch: p["max_epoch"] for arch in p["archs"]}))
-
-
-def _check_together(notebook: str, params: Mapping[str, Any], where: str) -> None:
-    if notebook not in PARAMETER_CHECKS:
-        return
-    try:
-        PARAMETER_CHECKS.get(notebook)(params)
-    except (ValueError, KeyError) as err:
-        problem = f"parameter {err} is missing" if isinstance(err, KeyError) else str(err)
-        raise ValueError(f"{where}: parameters of {notebook} do not fit together: {problem}") from None
-
-
-def _validate(notebook: str, params: Mapping[str, Any], declared: Mapping[str, Any], where: str) -> None:
-    unknown = sorted(set(params) - set(declared))
-    if unknown:
-        valid = ", ".join(n for n in declared if n not in RESERVED)
-        raise ValueError(f"{where}: notebook {notebook} has no parameter {', '.join(map(repr, unknown))}; "
-                         f"valid names: {valid}")
-    for name, value in params.items():
-        _check_value(notebook, name, value, declared[name])
-
-
-def notebook_params(profile: Profile, notebook: str, *, output: str | None = None) -> dict[str, Any]:
-    """The parameters ``notebook`` runs with under ``profile``: reserved, then defaults, then its block.
-
-    A ``defaults`` entry applies to each notebook that declares it; a
-    notebook's own block may only name parameters it declares.
-    """
-    declared = notebook_parameters(notebook)
-    block = profile.notebooks.get(notebook, {})
-    _validate(notebook, block, declared, f"params/{profile.name}.yml")
-    params: dict[str, Any] = {"profile": profile.name, "output": output or profile.name}
-    params.update({k: v for k, v in profile.defaults.items() if k in declared})
-    params.update(block)
-    _validate(notebook, {k: v for k, v in params.items() if k not in RESERVED}, declared,
-              f"params/{profile.name}.yml")
-    _check_together(notebook, {**declared, **params}, f"params/{profile.name}.yml")
-    return params
-
-
-def _check_profile_blocks(profile: Profile, names: Sequence[str]) -> None:
-    unknown = sorted(set(profile.notebooks) - set(names))
-    if unknown:
-        raise ValueError(f"params/{profile.name}.yml has blocks for unknown notebooks {unknown}; "
-                         f"valid choices: defaults, {', '.join(names)}")
-    declared = set().union(*(notebook_parameters(n) for n in names)) if names else set()
-    unused = sorted(set(profile.defaults) - declared)
-    if unused:
-        raise ValueError(f"params/{profile.name}.yml: defaults {unused} are declared by no notebook")
-
-
-def parse_overrides(pairs: Sequence[Sequence[str]]) -> dict[str, Any]:
-    """``[(name, text...), ...]`` -> ``{name: value}``, the texts joined by spaces and parsed as YAML (like
-    papermill's ``-p``), so ``-p archs [vgg11, vgg16]`` split by a shell into three words still means a list."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        if len(pair) < 2:
-            raise ValueError(f"each override is a name and a value (-p name value), got {list(pair)!r}")
-        name, text = pair[0], " ".join(pair[1:])
-        if name in RESERVED:
-            raise ValueError(f"parameter {name!r} is set by the book tool; choose the profile with --profile")
-        try:
-            out[name] = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-            raise ValueError(f"malformed value for parameter {name!r}: {text!r} ({problem})") from None
-    return out
-
-
 def notebook_code(notebook: str) -> tuple[str, ...]:
     """The ``modgraph`` modules the code cells of ``notebook``'s template import (sorted; shell and magic lines
     aside): with what they import, the code its results depend on (:func:`modgraph.provenance.code_files`)."""
-    path = _template(notebook)
+    path = template_path(notebook)
     cells = [c for c in json.loads(path.read_text())["cells"] if c.get("cell_type") == "code"]
     modules: set[str] = set()
     for cell in cells:
@@ -338,7 +120,7 @@ def stamp(notebook: str, params: Mapping[str, Any]) -> dict[str, str]:
     """What an execution depends on: hashes of the template, the parameters and the code its results depend on
     (:func:`modgraph.provenance.code_hash` of :func:`notebook_code`, as the compute cache keys its entries)."""
     return {
-        "template": _sha(_template(notebook).read_bytes()),
+        "template": _sha(template_path(notebook).read_bytes()),
         "params": _sha(json.dumps(params, sort_keys=True).encode()),
         "code": provenance.code_hash(notebook_code(notebook)),
     }
@@ -400,7 +182,7 @@ def execute_notebook(notebook: str, params: Mapping[str, Any], output: str, *, p
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    template = _template(notebook)
+    template = template_path(notebook)
     final = _executed_path(output, notebook)
     final.parent.mkdir(parents=True, exist_ok=True)
     running = final.with_name(f".{notebook}.running.ipynb")
@@ -544,7 +326,7 @@ def _stage(tag: str, pages: Mapping[str, Path]) -> Path:
     executed = {name: json.loads(path.read_text()) for name, path in pages.items()}
     for name, nb in executed.items():
         contents[src / site.PAGES_DIR / f"{name}.ipynb"] = json.dumps(prepare_page(nb), indent=1).encode()
-    if site.CLAIMS_PAGE in _toc_files(root / "_toc.yml"):
+    if site.CLAIMS_PAGE in toc_files(root / "_toc.yml"):
         chapters = [(name, _page_title(executed[name], name), _results_of(path)) for name, path in pages.items()]
         profile = next((p["profile"] for _, _, p in chapters if p), tag)
         contents[src / f"{site.CLAIMS_PAGE}.md"] = site.claims_page(chapters, profile).encode()
@@ -606,12 +388,6 @@ def _build_errors(lines: list[str]) -> list[str]:
     return picked or [line for line in lines if line and not line.startswith(" ")][-10:]
 
 
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def _say(progress: bool, message: str) -> None:
     if progress:
         print(message, file=sys.stderr, flush=True)
@@ -619,11 +395,11 @@ def _say(progress: bool, message: str) -> None:
 
 def _plan(profile: Profile, names: Sequence[str], *, force: bool) -> list[tuple[str, dict, str | None]]:
     """Validate every notebook's parameters, then list (name, params, stale reason) for each."""
-    _check_profile_blocks(profile, names)
+    check_profile_blocks(profile, names)
     params = {n: notebook_params(profile, n) for n in names}
     plan = [(n, params[n], stale_reason(n, params[n], profile.name)) for n in names]
     stale = [(n, why) for n, _, why in plan if why]
-    if profile.gpu and stale and not force and not _cuda_available():
+    if profile.gpu and stale and not force and not profiles.cuda_available():
         listing = "; ".join(f"{n} ({why})" for n, why in stale)
         raise BookError(
             f"results/{profile.name}/ is missing or stale for: {listing}. Profile {profile.name!r} needs a "
@@ -653,7 +429,7 @@ def run_book(profile: str = "auto", *, force: bool = False, progress: bool = Tru
     prof = get_profile(profile)
     names = notebook_names()
     for name in names:
-        _template(name)
+        template_path(name)
     start = time.perf_counter()
     _say(progress, f"book: profile {prof.name} ({prof.description or 'no description'})")
     _execute_plan(prof, _plan(prof, names, force=force), progress=progress)
@@ -676,9 +452,9 @@ def run_figure(notebook: str, overrides: Mapping[str, Any], profile: str = "auto
         raise ValueError(f"unknown notebook {notebook!r}; valid choices: {', '.join(names)}")
     tag = prof.name + CUSTOM_SUFFIX
     params = notebook_params(prof, notebook, output=tag)
-    _validate(notebook, dict(overrides), declared, "overrides")
+    validate(notebook, dict(overrides), declared, "overrides")
     params.update(overrides)
-    _check_together(notebook, {**declared, **params}, f"overrides {dict(overrides)}")
+    check_together(notebook, {**declared, **params}, f"overrides {dict(overrides)}")
     plan = [entry for entry in _plan(prof, names, force=force) if entry[0] != notebook]
     _execute_plan(prof, plan, progress=progress)
     _say(progress, f"{notebook}: executing with {dict(overrides)} into results/{tag}/")
@@ -686,36 +462,6 @@ def run_figure(notebook: str, overrides: Mapping[str, Any], profile: str = "auto
     _say(progress, f"{notebook}: done in {seconds:.1f} s")
     pages = {n: _executed_path(tag if n == notebook else prof.name, n) for n in names}
     return build_html(tag, pages, progress=progress)
-
-
-_CELL_VALUES = "_modgraph_parameters_cell"
-"""Where :func:`jupyter_parameters` keeps the ``parameters`` cell's values in an interactive namespace."""
-
-
-def jupyter_parameters(notebook: str, namespace: MutableMapping[str, Any], **overrides: Any) -> None:
-    """In Jupyter, set ``namespace`` to the parameters ``make figure NB --profile P`` runs ``notebook`` with.
-
-    A chapter calls it right after its ``parameters`` cell with ``globals()``.
-    The book tool (papermill) injects ``profile`` and ``output`` after that
-    cell; when nothing was injected (``output`` is still ``None``), this loads
-    ``params/<profile>.yml`` for the profile the cell names, as
-    :func:`run_figure` does with no overrides, applies ``overrides`` (checked
-    like ``-p``) and sends the results to ``results/<profile>-custom/``.
-    Rerunning it alone starts again from the cell's values; under the book
-    tool it changes nothing.
-    """
-    declared = notebook_parameters(notebook)
-    if namespace.get("output") is None:
-        namespace[_CELL_VALUES] = {name: namespace[name] for name in declared if name in namespace}
-    elif _CELL_VALUES not in namespace:
-        return
-    reserved = sorted(set(overrides) & set(RESERVED))
-    if reserved:
-        raise ValueError(f"overrides may not set {reserved}: name the profile in the parameters cell")
-    _validate(notebook, overrides, declared, "overrides")
-    cell = namespace[_CELL_VALUES]
-    prof = get_profile(cell.get("profile", ""))
-    namespace.update({**cell, **notebook_params(prof, notebook, output=prof.name + CUSTOM_SUFFIX), **overrides})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
-from modgraph import book
+from modgraph import profiles
 from modgraph.curve import CurveSettings
 from modgraph.registry import Registry
 from modgraph.cache import trained_specs
@@ -138,13 +138,13 @@ KNOWN_DATASETS: dict[str, tuple[int, int, tuple[int, int]]] = {
 
 def notebook_requests(profile: str) -> dict[str, list[Request]]:
     """Notebook -> its model requests under ``profile`` (every notebook of ``_toc.yml``, in book order)."""
-    prof = book.get_profile(profile)
+    prof = profiles.get_profile(profile)
     out = {}
-    for nb in book.notebook_names():
+    for nb in profiles.notebook_names():
         if nb not in PLANNERS.names():
             raise ValueError(f"notebook {nb!r} has no planner: register one in modgraph.plan.PLANNERS "
                              f"(planned notebooks: {', '.join(PLANNERS.names())})")
-        params = {**book.notebook_parameters(nb), **book.notebook_params(prof, nb)}
+        params = {**profiles.notebook_parameters(nb), **profiles.notebook_params(prof, nb)}
         out[nb] = PLANNERS.get(nb)(params)
     return out
 
