@@ -131,6 +131,17 @@ def test_sweep_equals_the_curve_of_each_setting_and_is_reused(fake_store):
     assert cache.sweep(source, base, progress=False)[0].values == cache.curve(source, base, progress=False).values
 
 
+def test_sweep_checks_its_axes_before_asking_for_the_model(fake_store):
+    from modgraph.store import ModelSpec, Trained
+
+    source = Trained(ModelSpec("vgg11", "digits", recipe="smoke", width=1 / 16))
+    with pytest.raises(ValueError, match=r"invalid \(n, k\) settings: \[\(10, 10\)\]"):
+        cache.sweep(source, CurveSettings(n=40), ns=(10, 40), ks=(3, 10), progress=False)
+    with pytest.raises(ValueError, match="unknown similarity 'l1'; valid choices: cosine, pearson"):
+        cache.sweep(source, CurveSettings(n=40), similarities=("cosine", "l1"), progress=False)
+    assert fake_store == []
+
+
 def test_model_curves_reports_absent_data_sets(fake_store):
     study = cache.model_curves(["vgg11"], ["digits", "imagenet50"], CurveSettings(n=30, repeats=1), recipe="smoke",
                                 width=1 / 16, progress=False)

@@ -197,11 +197,9 @@ def sweep(
     """:func:`modgraph.curve.modularity_sweep` (one feature pass) of the network at ``source`` on ``split`` of its
     data set, cached under ``data/cache/sweeps/``: one curve per ``(similarity, n, k)`` of the product of the axes
     (default: the settings' own value), in that order, each equal to :func:`curve` with those settings."""
-    from modgraph.curve import modularity_sweep
+    from modgraph.curve import modularity_sweep, sweep_axes
 
-    axes = {"ns": [settings.n] if ns is None else [int(n) for n in ns],
-            "ks": [settings.k] if ks is None else [int(k) for k in ks],
-            "similarities": [settings.similarity] if similarities is None else [str(s) for s in similarities]}
+    axes = dict(zip(("ns", "ks", "similarities"), map(list, sweep_axes(settings, ns, ks, similarities))))
     shared = {"repeats": settings.repeats, "seed": settings.seed, "tap": settings.tap}
 
     def measure(model, images, labels, meta):

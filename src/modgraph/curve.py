@@ -33,7 +33,7 @@ from modgraph.graph import SIMILARITIES, graph_from_neighbours, modularity, near
 from modgraph.models import TAPS
 
 __all__ = ["CurveSettings", "Curve", "sample_union", "check_inputs", "curve_from_features", "modularity_curve",
-           "modularity_sweep"]
+           "modularity_sweep", "sweep_axes"]
 
 _RESERVED = (
     "n", "k", "similarity", "repeats", "seed", "tap", "device", "code_version", "hardware",
@@ -313,14 +313,8 @@ def modularity_sweep(
     """
     base = CurveSettings.of(settings, repeats=repeats, seed=seed, tap=tap)
     repeats, seed, tap = base.repeats, base.seed, base.tap
-    ns = (base.n,) if ns is None else ns
-    ks = (base.k,) if ks is None else ks
-    similarities = (base.similarity,) if similarities is None else similarities
+    ns, ks, similarities = sweep_axes(base, ns, ks, similarities)
     start = time.perf_counter()
-    ns, ks, similarities = _ints(ns, "ns"), _ints(ks, "ks"), _names(similarities)
-    bad = [(n, k) for n in ns for k in ks if not 1 <= k < n]
-    if bad:
-        raise ValueError(f"every k must satisfy 1 <= k < n; invalid (n, k) settings: {bad}")
     labels = check_inputs(images, labels)
     caller = dict(meta or {})
     clash = sorted(set(caller) & set(_RESERVED))
@@ -408,6 +402,23 @@ def _labels(labels: torch.Tensor | np.ndarray, n_images: int) -> np.ndarray:
     return array
 
 
+def sweep_axes(
+    settings: CurveSettings,
+    ns: int | Sequence[int] | None = None,
+    ks: int | Sequence[int] | None = None,
+    similarities: str | Sequence[str] | None = None,
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[str, ...]]:
+    """The axes of a sweep, checked (no model needed): ``ns``, ``ks`` and ``similarities`` without repeats, in the
+    order given, each defaulting to the ``settings``' own value; ``ValueError`` for a k with no ``1 <= k < n``."""
+    ns = _ints((settings.n,) if ns is None else ns, "ns")
+    ks = _ints((settings.k,) if ks is None else ks, "ks")
+    similarities = _names((settings.similarity,) if similarities is None else similarities)
+    bad = [(n, k) for n in ns for k in ks if not 1 <= k < n]
+    if bad:
+        raise ValueError(f"every k must satisfy 1 <= k < n; invalid (n, k) settings: {bad}")
+    return ns, ks, similarities
+
+
 def _ints(values: int | Sequence[int], name: str) -> tuple[int, ...]:
     items = (values,) if isinstance(values, (int, np.integer)) else tuple(values)
     if not items or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in items):
@@ -421,4 +432,4 @@ def _names(similarities: str | Sequence[str]) -> tuple[str, ...]:
         raise ValueError(f"similarities is empty; valid choices: {', '.join(SIMILARITIES.names())}")
     for name in items:
         SIMILARITIES.get(name)
-    return tuple(dict.fromkeys(items))
+    return tuple(dict.fromkeys(str(name).lower() for name in items))
