@@ -6,7 +6,8 @@
 
 Throughput is measured on random uint8 CIFAR-sized images with the recipe's
 complete step (augmentation, SGD update) after untimed warm-up steps, once in
-float32 and once with bf16 autocast + channels-last (and on CUDA once more
+float32, once in float32 with channels-last (what a CPU without native bf16
+trains with) and once with bf16 autocast + channels-last (and on CUDA once more
 with ``torch.compile``), whatever the recipe asks for. The last column says
 what the recipe actually gets on this device (``modgraph.train.acceleration``):
 on a CPU without native bf16 the bf16 column is emulated arithmetic and the
@@ -55,10 +56,11 @@ def main(argv: list[str] | None = None) -> int:
           f"recipe {recipe.name}, {args.steps} timed steps after {args.warmup}")
     for note in granted.notes:
         print(f"note: {note}")
-    modes = {"fp32": Acceleration(False, False, False), "bf16+CL": Acceleration(True, True, False)}
+    modes = {"fp32": Acceleration(False, False, False), "fp32+CL": Acceleration(False, True, False),
+             "bf16+CL": Acceleration(True, True, False)}
     if device.type == "cuda":
         modes["+compile"] = Acceleration(True, True, True)
-    used = "bf16" if granted.amp else "fp32"
+    used = ("bf16" if granted.amp else "fp32") + ("+CL" if granted.channels_last else "")
     print(f"{'arch':<10} {'width':>6} {'batch':>6} " + " ".join(f"{m + ' img/s':>15}" for m in modes)
           + f" {'bf16 gain':>9} {'recipe uses':>11}")
     for arch in args.arch:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
@@ -33,6 +34,23 @@ def small_model_kernels():
     yield
     torch.backends.mkldnn.enabled = enabled
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Close the matplotlib figures a test left open (where pyplot was imported at all)."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
+@pytest.fixture(scope="module")
+def module_home(tmp_path_factory):
+    """An empty project root shared by a module's tests: ``MODGRAPH_HOME`` is set while they run."""
+    root = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODGRAPH_HOME", str(root))
+        yield root
 
 
 @pytest.fixture

@@ -23,15 +23,9 @@ ARCH, WIDTH = "vgg11", 0.0625
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
+def home(module_home, single_thread):
     """A private project root: data-set caches and default outputs stay out of the checkout."""
-    root = tmp_path_factory.mktemp("home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MODGRAPH_HOME", str(root))
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        yield root
-        torch.set_num_threads(threads)
+    return module_home
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,6 @@ def make_curve(values, name="m"):
     return Curve(tuple(f"layer{i}" for i in range(values.shape[1])), values, {"model": name})
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    import matplotlib.pyplot as plt
-
-    plt.close("all")
-
-
 def test_plot_curves_draws_mean_and_std_band():
     c = make_curve([[0.1, 0.3, 0.5], [0.3, 0.5, 0.7]])
     ax = curve_plots.plot_curves({"A": c, "B": make_curve([[0.0, 0.1], [0.0, 0.1]])})

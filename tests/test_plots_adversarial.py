@@ -22,14 +22,6 @@ def result(n, name="fgsm", seed=0):
                              math.nan, math.nan, 0.0, {}, seed, provenance.code_version())
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    import matplotlib.pyplot as plt
-
-    plt.close("all")
-
-
 def test_pairs_show_the_clean_and_adversarial_pixels_with_captions():
     r = result(3)
     fig = example_grid({"fgsm": r, "pgd": result(2, "pgd", 1)}, CLASSES, per_attack=2, title="Fig. 6(a) (paper): x")

@@ -14,14 +14,6 @@ def dynamics(q, acc):
     return TrainingDynamics("m", tuple(range(len(q))), tuple(Curve(layers, [row]) for row in q), tuple(acc))
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    import matplotlib.pyplot as plt
-
-    plt.close("all")
-
-
 def test_heatmap_and_lines_draw_q_and_accuracy():
     q = [[0.1, 0.2, 0.3], [0.1, 0.4, 0.6], [0.12, 0.5, 0.8]]
     fig = training_figure({"a": dynamics(q, [10, 50, 80]), "b": dynamics(np.array(q)[:, :2] * 0.5, [10, 20, 30])},

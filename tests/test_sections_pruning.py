@@ -24,14 +24,6 @@ LAYERS = ("stage1.0", "stage2.0", "stage3.0", "stage3.1", "stage4.0", "stage4.1"
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    """A private project root, so the store and caches of these tests start empty."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MODGRAPH_HOME", str(tmp_path_factory.mktemp("home")))
-        yield
-
-
 def curve(means, accuracy, layers=LAYERS, spread=0.002) -> Curve:
     """A two-repeat curve with the given layer means and test accuracy (%)."""
     q = np.asarray(means, dtype=float)
@@ -136,7 +128,7 @@ SMOKE = PruneSettings(recipe="smoke", epochs=1, finetune_epochs=1, width=0.125,
                       curve=CurveSettings(n=40, k=3, repeats=2))
 
 
-def test_family_study_fine_tunes_variants_from_the_stored_parent(home):
+def test_family_study_fine_tunes_variants_from_the_stored_parent(module_home):
     studies = pr.variant_studies({"vgg11": ["vgg11_1"]}, ["digits", "cifar100"], SMOKE,
                                  paper=paper.PAPER_FIG10, progress=False)
     study = studies.studies["digits"]["vgg11"]
@@ -148,7 +140,7 @@ def test_family_study_fine_tunes_variants_from_the_stored_parent(home):
     assert again.curves["vgg11_1"].values == study.curves["vgg11_1"].values
 
 
-def test_prune_by_curve_removes_the_redundant_layers_and_counts_the_savings(home):
+def test_prune_by_curve_removes_the_redundant_layers_and_counts_the_savings(module_home):
     parent = SMOKE.parent_spec("resnet20", "digits")
     everything = replace(SMOKE, threshold=10.0)
     result = pr.prune_by_curve(parent, everything, progress=False)

@@ -37,14 +37,8 @@ TINY = dict(arch="resnet20", dataset="digits", recipe="smoke", width=0.25, overr
 
 
 @pytest.fixture(scope="module", autouse=True)
-def home(tmp_path_factory):
-    root = tmp_path_factory.mktemp("home")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MODGRAPH_HOME", str(root))
-        yield root
-    torch.set_num_threads(threads)
+def home(module_home, single_thread):
+    return module_home
 
 
 @pytest.fixture(scope="module")
