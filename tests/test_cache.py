@@ -142,6 +142,12 @@ def test_sweep_checks_its_axes_before_asking_for_the_model(fake_store):
     assert fake_store == []
 
 
+@pytest.mark.parametrize("entry", [cache.curve, cache.sweep, cache.comparison])
+def test_entry_points_reject_what_is_not_a_weights_source(home, entry):
+    with pytest.raises(ValueError, match="source must be a Trained, Snapshot, Initial or WeightsFile, got str"):
+        entry("vgg11", CurveSettings(n=10), progress=False)
+
+
 def test_model_curves_reports_absent_data_sets(fake_store):
     study = cache.model_curves(["vgg11"], ["digits", "imagenet50"], CurveSettings(n=30, repeats=1), recipe="smoke",
                                 width=1 / 16, progress=False)

@@ -141,9 +141,9 @@ def _of_source(kind: str, source: "WeightsSource", config: Mapping[str, Any],
     ``meta`` holds model, data set and split, what the source records, then ``meta``.
     """
     from modgraph.data import load_dataset
-    from modgraph.store import resolve
+    from modgraph.store import check_source, resolve
 
-    dataset = dataset or source.dataset
+    dataset = dataset or check_source(source).dataset
 
     def compute() -> dict:
         weights = resolve(source, device=device, progress=progress)
@@ -223,13 +223,16 @@ def comparison(
     (e.g. :class:`modgraph.store.Trained` or :class:`modgraph.store.Initial`) on its data set's test split, cached
     under ``data/cache/cka/``; ``meta["weights"]`` is the source's kind."""
     from modgraph.cka import LayerComparison, compare_layers
+    from modgraph.store import check_source
+
+    kind = check_source(source).kind
 
     def measure(model, images, labels, meta):
         return compare_layers(model, images, labels, settings, debiased=debiased, device=device, meta=meta,
                               progress=progress).to_dict()
 
     value = _of_source("cka", source, {**settings.to_dict(), "debiased": debiased}, measure, code=COMPARISON_CODE,
-                       dataset=None, split="test", device=device, progress=progress, meta={"weights": source.kind})
+                       dataset=None, split="test", device=device, progress=progress, meta={"weights": kind})
     return LayerComparison.from_dict(value)
 
 

@@ -75,6 +75,7 @@ __all__ = [
     "Initial",
     "WeightsFile",
     "WeightsSource",
+    "check_source",
     "Weights",
     "resolve",
     "load_checkpoint",
@@ -625,11 +626,16 @@ WeightsSource = Union[Trained, Snapshot, Initial, WeightsFile]
 """Where a network's weights come from: a store spec's training, one of its snapshots, its initialisation, a file."""
 
 
-def resolve(source: WeightsSource, device: str | torch.device | None = None, progress: bool = True) -> Weights:
-    """The network at the weights ``source`` names, eval mode, on ``device``, and what its curves record."""
+def check_source(source: Any) -> WeightsSource:
+    """``source`` if it is a weights source; ``ValueError`` naming the kinds otherwise (before any work)."""
     if not isinstance(source, (Trained, Snapshot, Initial, WeightsFile)):
         raise ValueError(f"source must be a Trained, Snapshot, Initial or WeightsFile, got {type(source).__name__}")
-    return source.load(resolve_device(device), progress)
+    return source
+
+
+def resolve(source: WeightsSource, device: str | torch.device | None = None, progress: bool = True) -> Weights:
+    """The network at the weights ``source`` names, eval mode, on ``device``, and what its curves record."""
+    return check_source(source).load(resolve_device(device), progress)
 
 
 def _train(spec: ModelSpec, folder: Path, device: torch.device, snaps: tuple[int, ...], progress: bool) -> None:
