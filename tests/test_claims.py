@@ -157,3 +157,71 @@ def test_trend_and_correlation_match_their_definitions():
         assert math.isnan(claims.rank_trend(bad, bad)) and math.isnan(claims.linear_correlation(bad, bad))
     with pytest.raises(ValueError, match="equal length"):
         claims.linear_correlation([1, 2, 3], [1, 2])
+
+
+def test_pure_quantities_match_their_definitions():
+    assert [claims.early_layers(n) for n in (1, 2, 3, 9, 13)] == [1, 1, 1, 3, 4]
+    assert claims.early_mean([0.1, 0.3, 0.5, 0.9, 0.9, 0.9]) == pytest.approx(0.2)
+    a, b = np.array([0.1, 0.5, 0.8]), np.array([0.15, 0.3, 0.8])
+    assert claims.max_spread([a, b]) == pytest.approx(np.abs(a - b).max())
+    assert claims.max_spread([a, a, a]) == 0.0
+    assert claims.largest_step([0.9, 0.8, 0.5]) < 0 < claims.largest_step([0.9, 0.8, 0.85])
+    assert claims.depth_range_ratio([0.2, 0.25, 0.3], [0.1, 0.5, 0.9]) == pytest.approx(0.125)
+    # invariant to shifting either curve, and to scaling both together
+    assert claims.depth_range_ratio(np.array([0.2, 0.25, 0.3]) + 1, np.array([0.1, 0.5, 0.9]) - 3) == pytest.approx(0.125)
+    assert claims.depth_range_ratio(3 * np.array([0.2, 0.25, 0.3]), 3 * np.array([0.1, 0.5, 0.9])) == pytest.approx(0.125)
+
+
+def test_pure_quantities_reject_bad_shapes():
+    with pytest.raises(ValueError, match="C >= 2 curves"):
+        claims.max_spread([[0.1, 0.2]])
+    with pytest.raises(ValueError, match=r"at least 2 values, got shape \(1,\)"):
+        claims.largest_step([0.3])
+    with pytest.raises(ValueError, match="same layers"):
+        claims.depth_range_ratio([0.1, 0.2], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="constant"):
+        claims.depth_range_ratio([0.1, 0.2], [0.4, 0.4])
+    with pytest.raises(ValueError, match="n_layers must be an int >= 1"):
+        claims.early_layers(0)
+
+
+def test_peak_gap_is_the_difference_of_maxima():
+    assert claims.peak_gap([0.1, 0.5, 0.3], [0.2, 0.4, 0.7]) == pytest.approx(-0.2)
+    assert claims.peak_gap(np.array([0.9, 0.1]), np.array([0.2, 0.8])) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="two non-empty 1-D curves of equal length"):
+        claims.peak_gap([0.1, 0.2], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="two non-empty 1-D curves of equal length"):
+        claims.peak_gap([[0.1, 0.2]], [[0.1, 0.2]])
+
+
+# Q over 4 epochs (rows) and 3 layers (columns), flat first layer, rising last layer; test accuracy per epoch.
+EPOCH_Q = np.array([[0.20, 0.10, 0.05], [0.21, 0.30, 0.40], [0.19, 0.40, 0.60], [0.20, 0.45, 0.80]])
+EPOCH_ACC = np.array([10.0, 60.0, 75.0, 90.0])
+
+
+def test_edge_layers_and_range_ratio():
+    np.testing.assert_allclose(claims.shallow_q(EPOCH_Q), EPOCH_Q[:, 0])
+    np.testing.assert_allclose(claims.deep_q(EPOCH_Q, 2), EPOCH_Q[:, 1:].mean(axis=1))
+    assert claims.epoch_range_ratio(EPOCH_Q) == pytest.approx(0.02 / 0.75)
+    assert claims.epoch_range_ratio(EPOCH_Q[:, ::-1]) == pytest.approx(0.75 / 0.02)
+    assert math.isnan(claims.epoch_range_ratio(np.array([[0.1, 0.5], [0.2, 0.5]])))
+    with pytest.raises(ValueError, match=r"expected Q of shape \(epochs >= 2, layers >= 1\)"):
+        claims.epoch_range_ratio(EPOCH_Q[:1])
+    with pytest.raises(ValueError, match=r"layers must be an int in \[1, 3\]"):
+        claims.deep_q(EPOCH_Q, 4)
+
+
+def test_accuracy_correlation_matches_scipy_and_ignores_units():
+    r = claims.accuracy_correlation(EPOCH_Q, EPOCH_ACC)
+    assert r == pytest.approx(np.corrcoef(EPOCH_Q[:, -1], EPOCH_ACC)[0, 1])
+    assert claims.accuracy_correlation(EPOCH_Q, EPOCH_ACC / 100) == pytest.approx(r)
+    rho = claims.accuracy_correlation(EPOCH_Q, EPOCH_ACC, method="spearman")
+    assert rho == pytest.approx(1.0)
+    assert claims.accuracy_correlation(EPOCH_Q, EPOCH_ACC[::-1], layers=2) < 0
+    assert math.isnan(claims.accuracy_correlation(EPOCH_Q, np.full(4, 50.0)))
+    with pytest.raises(ValueError, match="unknown correlation 'kendall'; valid choices: pearson, spearman"):
+        claims.accuracy_correlation(EPOCH_Q, EPOCH_ACC, method="kendall")
+    with pytest.raises(ValueError, match=r"one value per epoch, shape \(4,\)"):
+        claims.accuracy_correlation(EPOCH_Q, EPOCH_ACC[:3])
+    with pytest.raises(ValueError, match="at least 3 epochs, got 2"):
+        claims.accuracy_correlation(EPOCH_Q[:2], EPOCH_ACC[:2])

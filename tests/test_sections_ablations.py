@@ -17,32 +17,6 @@ from modgraph.sections.ablations import AblationSettings, ModelAblation
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-def test_pure_quantities_match_their_definitions():
-    assert [abl.early_layers(n) for n in (1, 2, 3, 9, 13)] == [1, 1, 1, 3, 4]
-    assert abl.early_mean([0.1, 0.3, 0.5, 0.9, 0.9, 0.9]) == pytest.approx(0.2)
-    a, b = np.array([0.1, 0.5, 0.8]), np.array([0.15, 0.3, 0.8])
-    assert abl.max_spread([a, b]) == pytest.approx(np.abs(a - b).max())
-    assert abl.max_spread([a, a, a]) == 0.0
-    assert abl.largest_step([0.9, 0.8, 0.5]) < 0 < abl.largest_step([0.9, 0.8, 0.85])
-    assert abl.depth_range_ratio([0.2, 0.25, 0.3], [0.1, 0.5, 0.9]) == pytest.approx(0.125)
-    # invariant to shifting either curve, and to scaling both together
-    assert abl.depth_range_ratio(np.array([0.2, 0.25, 0.3]) + 1, np.array([0.1, 0.5, 0.9]) - 3) == pytest.approx(0.125)
-    assert abl.depth_range_ratio(3 * np.array([0.2, 0.25, 0.3]), 3 * np.array([0.1, 0.5, 0.9])) == pytest.approx(0.125)
-
-
-def test_pure_quantities_reject_bad_shapes():
-    with pytest.raises(ValueError, match="C >= 2 curves"):
-        abl.max_spread([[0.1, 0.2]])
-    with pytest.raises(ValueError, match="1-D curve of at least 2"):
-        abl.largest_step([0.3])
-    with pytest.raises(ValueError, match="same layers"):
-        abl.depth_range_ratio([0.1, 0.2], [0.1, 0.2, 0.3])
-    with pytest.raises(ValueError, match="constant"):
-        abl.depth_range_ratio([0.1, 0.2], [0.4, 0.4])
-    with pytest.raises(ValueError, match="n_layers must be an int >= 1"):
-        abl.early_layers(0)
-
-
 def test_settings_are_normalised_and_validated():
     s = AblationSettings(CurveSettings(n=50, k=3, similarity="Cosine"), ns=[40, 20, 40], small_ks=[5, 3],
                          large_ks=(30, 10), alternative="Pearson")

@@ -2,22 +2,12 @@
 
 import math
 
-import numpy as np
 import pytest
 
 from modgraph.cache import trained_specs
 from modgraph.curve import CurveSettings
 from modgraph.sections import adversarial as adv
 from modgraph.attacks import AdversarialSettings
-
-
-def test_peak_gap_is_the_difference_of_maxima():
-    assert adv.peak_gap([0.1, 0.5, 0.3], [0.2, 0.4, 0.7]) == pytest.approx(-0.2)
-    assert adv.peak_gap(np.array([0.9, 0.1]), np.array([0.2, 0.8])) == pytest.approx(0.1)
-    with pytest.raises(ValueError, match="two non-empty 1-D curves of equal length"):
-        adv.peak_gap([0.1, 0.2], [0.1, 0.2, 0.3])
-    with pytest.raises(ValueError, match="two non-empty 1-D curves of equal length"):
-        adv.peak_gap([[0.1, 0.2]], [[0.1, 0.2]])
 
 
 def test_study_tables_panels_and_claims(ridge_store):

@@ -1,10 +1,8 @@
-"""Fig. 6(b) helpers: claim quantities over (epochs, layers), the dynamics record and snapshot curves."""
+"""Fig. 6(b) section: the dynamics record, its claims and the snapshot curves."""
 
-import math
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from modgraph.curve import Curve, CurveSettings
 from modgraph.sections import training as tr
@@ -25,34 +23,6 @@ def curve(row, layers=("a", "b", "c"), accuracy=None):
 def dynamics(q=Q, acc=ACC, epochs=None):
     epochs = tuple(range(len(q))) if epochs is None else epochs
     return TrainingDynamics("m", epochs, tuple(curve(r) for r in q), tuple(acc))
-
-
-def test_edge_layers_and_range_ratio():
-    np.testing.assert_allclose(tr.shallow_q(Q), Q[:, 0])
-    np.testing.assert_allclose(tr.deep_q(Q, 2), Q[:, 1:].mean(axis=1))
-    assert tr.epoch_range_ratio(Q) == pytest.approx(0.02 / 0.75)
-    assert tr.epoch_range_ratio(Q[:, ::-1]) == pytest.approx(0.75 / 0.02)
-    assert math.isnan(tr.epoch_range_ratio(np.array([[0.1, 0.5], [0.2, 0.5]])))
-    with pytest.raises(ValueError, match=r"expected Q of shape \(epochs >= 2, layers >= 1\)"):
-        tr.epoch_range_ratio(Q[:1])
-    with pytest.raises(ValueError, match=r"layers must be an int in \[1, 3\]"):
-        tr.deep_q(Q, 4)
-
-
-def test_accuracy_correlation_matches_scipy_and_ignores_units():
-    r = tr.accuracy_correlation(Q, ACC)
-    assert r == pytest.approx(stats.pearsonr(Q[:, -1], ACC).statistic)
-    assert tr.accuracy_correlation(Q, ACC / 100) == pytest.approx(r)
-    rho = tr.accuracy_correlation(Q, ACC, method="spearman")
-    assert rho == pytest.approx(1.0)
-    assert tr.accuracy_correlation(Q, ACC[::-1], layers=2) < 0
-    assert math.isnan(tr.accuracy_correlation(Q, np.full(4, 50.0)))
-    with pytest.raises(ValueError, match="unknown correlation 'kendall'; valid choices: pearson, spearman"):
-        tr.accuracy_correlation(Q, ACC, method="kendall")
-    with pytest.raises(ValueError, match=r"one value per epoch, shape \(4,\)"):
-        tr.accuracy_correlation(Q, ACC[:3])
-    with pytest.raises(ValueError, match="at least 3 epochs, got 2"):
-        tr.accuracy_correlation(Q[:2], ACC[:2])
 
 
 def test_dynamics_matrix_frame_and_round_trip():

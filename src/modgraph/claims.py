@@ -4,8 +4,10 @@ A section notebook states each claim of its paper section as a :class:`Claim`
 built by :func:`check`: the measured quantity, the comparison and threshold,
 and whether it holds -- computed from the measurement, never typed by hand.
 A value that could not be measured (NaN, e.g. a data set is absent) never
-holds and carries the reason. The quantity helpers below are pure functions
-of one modularity curve (a 1-D array of Q over depth).
+holds and carries the reason. The quantities below are pure functions (arrays
+in, numbers out) of modularity curves (1-D arrays of Q over depth), of stacks
+of them (one per setting or per epoch) and of accuracies; the sections build
+their claims from them.
 """
 
 from __future__ import annotations
@@ -35,6 +37,17 @@ __all__ = [
     "depth_spearman",
     "rank_trend",
     "linear_correlation",
+    "early_layers",
+    "early_mean",
+    "max_spread",
+    "largest_step",
+    "depth_range_ratio",
+    "CORRELATIONS",
+    "shallow_q",
+    "deep_q",
+    "epoch_range_ratio",
+    "accuracy_correlation",
+    "peak_gap",
     "last_layer_gap",
     "plateau_fraction",
     "rises_with_depth",
@@ -178,6 +191,115 @@ def linear_correlation(x: Sequence[float], y: Sequence[float]) -> float:
     if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(stats.pearsonr(a, b).statistic)
+
+
+def _curve_stack(values: np.ndarray | Sequence[Sequence[float]], min_curves: int) -> np.ndarray:
+    q = np.asarray(values, dtype=float)
+    if q.ndim != 2 or q.shape[0] < min_curves or q.shape[1] < 1:
+        raise ValueError(f"expected (C >= {min_curves} curves, L >= 1 layers) of Q, got shape {q.shape}")
+    return q
+
+
+def early_layers(n_layers: int) -> int:
+    """How many layers count as early: the first third of ``n_layers``, at least one."""
+    if isinstance(n_layers, bool) or not isinstance(n_layers, (int, np.integer)) or n_layers < 1:
+        raise ValueError(f"n_layers must be an int >= 1, got {n_layers!r}")
+    return max(1, int(n_layers) // 3)
+
+
+def early_mean(values: np.ndarray | Sequence[float]) -> float:
+    """Mean Q over the :func:`early_layers` of a curve ``values`` (L,)."""
+    q = _curve(values, 1)
+    return float(q[: early_layers(q.size)].mean())
+
+
+def max_spread(values: np.ndarray | Sequence[Sequence[float]]) -> float:
+    """``max over layers of (max - min over curves)`` of ``values`` (C >= 2, L): 0 when all curves coincide."""
+    q = _curve_stack(values, 2)
+    return float(np.ptp(q, axis=0).max())
+
+
+def largest_step(values: np.ndarray | Sequence[float]) -> float:
+    """Largest change between consecutive entries of ``values`` (M >= 2,): < 0 iff strictly decreasing."""
+    q = np.asarray(values, dtype=float)
+    if q.ndim != 1 or q.size < 2:
+        raise ValueError(f"expected a 1-D sequence of at least 2 values, got shape {q.shape}")
+    return float(np.diff(q).max())
+
+
+def depth_range_ratio(values: np.ndarray | Sequence[float], reference: np.ndarray | Sequence[float]) -> float:
+    """Range (max - min over layers) of ``values`` (L,) divided by that of ``reference`` (L,)."""
+    q, ref = _curve(values, 1), _curve(reference, 1)
+    if q.shape != ref.shape:
+        raise ValueError(f"values and reference must have the same layers, got shapes {q.shape} and {ref.shape}")
+    if not np.ptp(ref) > 0:
+        raise ValueError("the reference curve is constant: its range is 0")
+    return float(np.ptp(q) / np.ptp(ref))
+
+
+CORRELATIONS: Registry[Callable[[np.ndarray, np.ndarray], float]] = Registry("correlation")
+CORRELATIONS.register("pearson", lambda a, b: float(stats.pearsonr(a, b).statistic))
+CORRELATIONS.register("spearman", lambda a, b: float(stats.spearmanr(a, b).statistic))
+
+
+def _epoch_matrix(q: np.ndarray | Sequence[Sequence[float]], layers: int) -> np.ndarray:
+    m = np.asarray(q, dtype=float)
+    if m.ndim != 2 or m.shape[0] < 2 or m.shape[1] < 1:
+        raise ValueError(f"expected Q of shape (epochs >= 2, layers >= 1), got {m.shape}")
+    if isinstance(layers, bool) or not isinstance(layers, (int, np.integer)) or not 1 <= layers <= m.shape[1]:
+        raise ValueError(f"layers must be an int in [1, {m.shape[1]}] (the number of layers), got {layers!r}")
+    return m
+
+
+def shallow_q(q: np.ndarray | Sequence[Sequence[float]], layers: int = 1) -> np.ndarray:
+    """Mean Q of the first ``layers`` layers per epoch: (E, L) -> (E,)."""
+    return _epoch_matrix(q, layers)[:, :layers].mean(axis=1)
+
+
+def deep_q(q: np.ndarray | Sequence[Sequence[float]], layers: int = 1) -> np.ndarray:
+    """Mean Q of the last ``layers`` layers per epoch: (E, L) -> (E,)."""
+    return _epoch_matrix(q, layers)[:, -layers:].mean(axis=1)
+
+
+def epoch_range_ratio(q: np.ndarray | Sequence[Sequence[float]], layers: int = 1) -> float:
+    """Range over epochs of :func:`shallow_q` divided by that of :func:`deep_q`; ``q`` (E, L).
+
+    0 when the first layers do not move at all; NaN when the last layers'
+    Q is constant (nothing to compare with).
+    """
+    deep = np.ptp(deep_q(q, layers))
+    return float(np.ptp(shallow_q(q, layers)) / deep) if deep > 0 else math.nan
+
+
+def accuracy_correlation(
+    q: np.ndarray | Sequence[Sequence[float]],
+    accuracy: np.ndarray | Sequence[float],
+    layers: int = 1,
+    method: str = "pearson",
+) -> float:
+    """Correlation across epochs of :func:`deep_q` with ``accuracy`` (E,); needs E >= 3.
+
+    ``method``: a :data:`CORRELATIONS` name. NaN when either is constant.
+    """
+    correlate = CORRELATIONS.get(method)
+    deep = deep_q(q, layers)
+    acc = np.asarray(accuracy, dtype=float)
+    if acc.shape != deep.shape:
+        raise ValueError(f"accuracy must have one value per epoch, shape {deep.shape}, got {acc.shape}")
+    if deep.size < 3:
+        raise ValueError(f"a correlation across epochs needs at least 3 epochs, got {deep.size}")
+    if np.ptp(deep) == 0 or np.ptp(acc) == 0:
+        return math.nan
+    return correlate(deep, acc)
+
+
+def peak_gap(adversarial: Sequence[float] | np.ndarray, clean: Sequence[float] | np.ndarray) -> float:
+    """``max(adversarial) - max(clean)`` of two curves of Q over depth, both (L,): < 0 when the adversarial one peaks lower."""
+    adv = np.asarray(adversarial, dtype=float)
+    ref = np.asarray(clean, dtype=float)
+    if adv.ndim != 1 or adv.shape != ref.shape or adv.size == 0:
+        raise ValueError(f"peak_gap needs two non-empty 1-D curves of equal length, got {adv.shape} and {ref.shape}")
+    return float(adv.max() - ref.max())
 
 
 def last_layer_gap(values: Sequence[float] | np.ndarray) -> float:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from modgraph.claims import Claim, check, depth_spearman
+from modgraph.claims import Claim, check, depth_range_ratio, depth_spearman, early_layers, early_mean, largest_step, max_spread
 from modgraph.curve import Curve, CurveSettings
 from modgraph.graph import SIMILARITIES
 from modgraph.paper import FLAT_RATIO, OVERLAP_TOLERANCE
@@ -34,68 +34,15 @@ __all__ = [
     "ModelAblation",
     "PANELS",
     "LAYER_SUMMARIES",
-    "early_layers",
-    "early_mean",
-    "max_spread",
-    "largest_step",
-    "depth_range_ratio",
     "model_ablation",
     "ablation_study",
     "reference_table",
 ]
 
 
-def _curves(values: np.ndarray | Sequence[Sequence[float]], min_curves: int) -> np.ndarray:
-    q = np.asarray(values, dtype=float)
-    if q.ndim != 2 or q.shape[0] < min_curves or q.shape[1] < 1:
-        raise ValueError(f"expected (C >= {min_curves} curves, L >= 1 layers) of Q, got shape {q.shape}")
-    return q
-
-
-def _curve(values: np.ndarray | Sequence[float], min_len: int) -> np.ndarray:
-    q = np.asarray(values, dtype=float)
-    if q.ndim != 1 or q.size < min_len:
-        raise ValueError(f"expected a 1-D curve of at least {min_len} values, got shape {q.shape}")
-    return q
-
-
-def early_layers(n_layers: int) -> int:
-    """How many layers count as early: the first third of ``n_layers``, at least one."""
-    if isinstance(n_layers, bool) or not isinstance(n_layers, (int, np.integer)) or n_layers < 1:
-        raise ValueError(f"n_layers must be an int >= 1, got {n_layers!r}")
-    return max(1, int(n_layers) // 3)
-
-
-def early_mean(values: np.ndarray | Sequence[float]) -> float:
-    """Mean Q over the :func:`early_layers` of a curve ``values`` (L,)."""
-    q = _curve(values, 1)
-    return float(q[: early_layers(q.size)].mean())
-
-
-def max_spread(values: np.ndarray | Sequence[Sequence[float]]) -> float:
-    """``max over layers of (max - min over curves)`` of ``values`` (C >= 2, L): 0 when all curves coincide."""
-    q = _curves(values, 2)
-    return float(np.ptp(q, axis=0).max())
-
-
-def largest_step(values: np.ndarray | Sequence[float]) -> float:
-    """Largest change between consecutive entries of ``values`` (M >= 2,): < 0 iff strictly decreasing."""
-    return float(np.diff(_curve(values, 2)).max())
-
-
-def depth_range_ratio(values: np.ndarray | Sequence[float], reference: np.ndarray | Sequence[float]) -> float:
-    """Range (max - min over layers) of ``values`` (L,) divided by that of ``reference`` (L,)."""
-    q, ref = _curve(values, 1), _curve(reference, 1)
-    if q.shape != ref.shape:
-        raise ValueError(f"values and reference must have the same layers, got shapes {q.shape} and {ref.shape}")
-    if not np.ptp(ref) > 0:
-        raise ValueError("the reference curve is constant: its range is 0")
-    return float(np.ptp(q) / np.ptp(ref))
-
-
 LAYER_SUMMARIES: Registry[tuple[str, Callable[[np.ndarray], float]]] = Registry("layer summary")
 LAYER_SUMMARIES.register("early", ("early layers", early_mean))
-LAYER_SUMMARIES.register("last", ("last layer", lambda q: float(_curve(q, 1)[-1])))
+LAYER_SUMMARIES.register("last", ("last layer", lambda q: float(np.asarray(q, dtype=float)[-1])))
 
 
 def _sorted_ints(values: Sequence[int], name: str, min_count: int) -> tuple[int, ...]:

@@ -17,27 +17,17 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from modgraph.attacks import AdversarialResult, AdversarialSettings
-from modgraph.claims import Claim, check
+from modgraph.claims import Claim, check, peak_gap
 from modgraph.curve import Curve
 
 if TYPE_CHECKING:
     from modgraph.store import ModelSpec
 
-__all__ = ["AdversarialSettings", "peak_gap", "AttackOutcome", "AdversarialStudy", "adversarial_study"]
-
-
-def peak_gap(adversarial: Sequence[float] | np.ndarray, clean: Sequence[float] | np.ndarray) -> float:
-    """``max(adversarial) - max(clean)`` of two curves of Q over depth, both (L,): < 0 when the adversarial one peaks lower."""
-    adv = np.asarray(adversarial, dtype=float)
-    ref = np.asarray(clean, dtype=float)
-    if adv.ndim != 1 or adv.shape != ref.shape or adv.size == 0:
-        raise ValueError(f"peak_gap needs two non-empty 1-D curves of equal length, got {adv.shape} and {ref.shape}")
-    return float(adv.max() - ref.max())
+__all__ = ["AdversarialSettings", "AttackOutcome", "AdversarialStudy", "adversarial_study"]
 
 
 @dataclass(frozen=True, eq=False)

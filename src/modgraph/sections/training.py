@@ -12,86 +12,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from tqdm.auto import tqdm
 
-from modgraph.claims import Claim, check
+from modgraph.claims import Claim, accuracy_correlation, check, epoch_range_ratio
 from modgraph.curve import Curve, CurveSettings
 from modgraph.paper import DEEP_CORRELATION, SHALLOW_RANGE_RATIO
-from modgraph.registry import Registry
 
 if TYPE_CHECKING:
     from modgraph.store import ModelSpec
 
 __all__ = [
-    "CORRELATIONS",
-    "shallow_q",
-    "deep_q",
-    "epoch_range_ratio",
-    "accuracy_correlation",
     "TrainingDynamics",
     "training_dynamics",
 ]
-
-
-CORRELATIONS: Registry[Callable[[np.ndarray, np.ndarray], float]] = Registry("correlation")
-CORRELATIONS.register("pearson", lambda a, b: float(stats.pearsonr(a, b).statistic))
-CORRELATIONS.register("spearman", lambda a, b: float(stats.spearmanr(a, b).statistic))
-
-
-def _matrix(q: np.ndarray | Sequence[Sequence[float]], layers: int) -> np.ndarray:
-    m = np.asarray(q, dtype=float)
-    if m.ndim != 2 or m.shape[0] < 2 or m.shape[1] < 1:
-        raise ValueError(f"expected Q of shape (epochs >= 2, layers >= 1), got {m.shape}")
-    if isinstance(layers, bool) or not isinstance(layers, (int, np.integer)) or not 1 <= layers <= m.shape[1]:
-        raise ValueError(f"layers must be an int in [1, {m.shape[1]}] (the number of layers), got {layers!r}")
-    return m
-
-
-def shallow_q(q: np.ndarray | Sequence[Sequence[float]], layers: int = 1) -> np.ndarray:
-    """Mean Q of the first ``layers`` layers per epoch: (E, L) -> (E,)."""
-    return _matrix(q, layers)[:, :layers].mean(axis=1)
-
-
-def deep_q(q: np.ndarray | Sequence[Sequence[float]], layers: int = 1) -> np.ndarray:
-    """Mean Q of the last ``layers`` layers per epoch: (E, L) -> (E,)."""
-    return _matrix(q, layers)[:, -layers:].mean(axis=1)
-
-
-def epoch_range_ratio(q: np.ndarray | Sequence[Sequence[float]], layers: int = 1) -> float:
-    """Range over epochs of :func:`shallow_q` divided by that of :func:`deep_q`; ``q`` (E, L).
-
-    0 when the first layers do not move at all; NaN when the last layers'
-    Q is constant (nothing to compare with).
-    """
-    deep = np.ptp(deep_q(q, layers))
-    return float(np.ptp(shallow_q(q, layers)) / deep) if deep > 0 else math.nan
-
-
-def accuracy_correlation(
-    q: np.ndarray | Sequence[Sequence[float]],
-    accuracy: np.ndarray | Sequence[float],
-    layers: int = 1,
-    method: str = "pearson",
-) -> float:
-    """Correlation across epochs of :func:`deep_q` with ``accuracy`` (E,); needs E >= 3.
-
-    ``method``: a :data:`CORRELATIONS` name. NaN when either is constant.
-    """
-    correlate = CORRELATIONS.get(method)
-    deep = deep_q(q, layers)
-    acc = np.asarray(accuracy, dtype=float)
-    if acc.shape != deep.shape:
-        raise ValueError(f"accuracy must have one value per epoch, shape {deep.shape}, got {acc.shape}")
-    if deep.size < 3:
-        raise ValueError(f"a correlation across epochs needs at least 3 epochs, got {deep.size}")
-    if np.ptp(deep) == 0 or np.ptp(acc) == 0:
-        return math.nan
-    return correlate(deep, acc)
 
 
 @dataclass(frozen=True, eq=False)
