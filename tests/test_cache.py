@@ -146,6 +146,8 @@ def test_sweep_checks_its_axes_before_asking_for_the_model(fake_store):
 def test_entry_points_reject_what_is_not_a_weights_source(home, entry):
     with pytest.raises(ValueError, match="source must be a Trained, Snapshot, Initial or WeightsFile, got str"):
         entry("vgg11", CurveSettings(n=10), progress=False)
+    with pytest.raises(ValueError, match="source must be a Trained"):
+        cache.curve("vgg11", CurveSettings(n=10), dataset="digits", progress=False)
 
 
 def test_model_curves_reports_absent_data_sets(fake_store):

@@ -143,7 +143,8 @@ def _of_source(kind: str, source: "WeightsSource", config: Mapping[str, Any],
     from modgraph.data import load_dataset
     from modgraph.store import check_source, resolve
 
-    dataset = dataset or check_source(source).dataset
+    check_source(source)
+    dataset = dataset or source.dataset
 
     def compute() -> dict:
         weights = resolve(source, device=device, progress=progress)
