@@ -4,11 +4,15 @@ Results are cached under ``data/cache/<kind>/`` keyed by their configuration
 and by :func:`modgraph.provenance.code_hash` of the code that computes them
 (:func:`cached`; the book's stamps use the same key), so
 re-executing a notebook after a plotting change takes seconds while a change
-to the maths recomputes. On top of it: curves of stored models
-(:func:`curve`, of any weights source of the store), their gathering into a :class:`CurveStudy`
-(:func:`model_curves`, :func:`pretrained_curves`, noting what could not be
-measured: absent data sets or weights) and t-SNE embeddings
-(:func:`cached_embeddings`).
+to the maths recomputes. On top of it, every chapter's measurements of a
+weights source of the store (:mod:`modgraph.store`), keyed alike (the
+source, data set, split, settings): curves (:func:`curve`), sweeps of curves
+over n, k and similarity from one feature pass (:func:`sweep`), layer
+comparisons with CKA (:func:`comparison`); the adversarial examples of a
+stored model and their curves (:func:`adversarial`, :func:`attack_curves`);
+t-SNE embeddings (:func:`cached_embeddings`); and the gathering of curves into
+a :class:`CurveStudy` (:func:`model_curves`, :func:`pretrained_curves`, noting
+what could not be measured: absent data sets or weights).
 """
 
 from __future__ import annotations
