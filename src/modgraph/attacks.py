@@ -61,7 +61,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from modgraph import provenance
-from modgraph.checks import int_at_least
+from modgraph.checks import finite_number, int_at_least
 from modgraph.compat import advertorch_attacks
 from modgraph.curve import CurveSettings
 from modgraph.registry import Registry
@@ -154,8 +154,7 @@ def _coerce(attack: str, name: str, default: Any, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ValueError(f"{attack}: parameter {name!r} must be True or False, got {value!r}")
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{attack}: parameter {name!r} must be a finite number, got {value!r}")
+    finite_number(value, f"{attack}: parameter {name!r}")
     if isinstance(default, float):
         return float(value)
     if float(value) != int(value):

@@ -54,6 +54,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from modgraph.checks import finite_number
 from modgraph.features import layer_names
 from modgraph.models import create_model, model_config
 from modgraph.models.resnet_cifar import AUTHORS_RESNET56_DEPTHS
@@ -137,8 +138,7 @@ def redundant_layers(
     layer names (e.g. :func:`prunable_layers` of the model); a name that is not a
     layer of the curve raises ``ValueError``. Verdicts are in depth order.
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    finite_number(threshold, "threshold")
     layers = list(curve.layers)
     if len(layers) < 2:
         return []

@@ -53,6 +53,7 @@ from filelock import FileLock, Timeout
 from torch import nn
 
 from modgraph import paths, provenance
+from modgraph.checks import positive_number
 from modgraph.data import DATASETS, ArrayDataset, load_dataset
 from modgraph.devices import resolve_device
 from modgraph.registry import Registry
@@ -163,9 +164,7 @@ class ModelSpec:
         set_("recipe", get_recipe(self.recipe).name)
         set_("overrides", overrides)
         model_config(self.arch, **dict(overrides))
-        if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not self.width > 0:
-            raise ValueError(f"width must be a number > 0, got {self.width!r}")
-        set_("width", float(self.width))
+        set_("width", positive_number(self.width, "width"))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
         if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from modgraph.checks import int_at_least
+from modgraph.checks import finite_number, int_at_least, positive_number
 from modgraph.claims import Claim, check, linear_correlation, rank_trend
 from modgraph.curve import CurveSettings
 from modgraph.paper import ACCURACY_MARGIN, PAPER_FIG10_POINTS, PAPER_TABLE1, PAPER_TABLE1_MODEL, PLATEAU_RISE
@@ -90,11 +90,8 @@ class PruneSettings:
         int_at_least(self.finetune_epochs, "finetune_epochs")
         if self.epochs is not None:
             int_at_least(self.epochs, "epochs")
-        if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not self.width > 0:
-            raise ValueError(f"width must be a number > 0, got {self.width!r}")
-        threshold = self.threshold
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-            raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+        positive_number(self.width, "width")
+        finite_number(self.threshold, "threshold")
 
     def parent_spec(self, arch: str, dataset: str, width: float | None = None) -> "ModelSpec":
         """The store spec of the trained parent ``arch`` on ``dataset`` at ``width`` (``None``: the settings')."""
