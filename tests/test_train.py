@@ -370,3 +370,56 @@ def test_recipe_dropout_acts_while_training_and_is_restored(small):
     assert by_recipe.features[-1].p == 0.1
     with pytest.raises(ValueError, match="dropout must be None or in"):
         dataclasses.replace(RECIPE, dropout=1.0)
+
+
+def _patches(model: nn.Module, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    inputs = model.normalize(x) if hasattr(model, "normalize") else x
+    unfolded = torch.nn.functional.unfold(inputs, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
+    return unfolded.transpose(1, 2).reshape(-1, conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1])
+
+
+def test_whiten_stem_decorrelates_the_first_convolution():
+    from modgraph.models import create_model
+
+    gen = torch.Generator().manual_seed(0)
+    base = torch.rand(64, 1, 8, 8, generator=gen)
+    images = torch.nn.functional.interpolate(base, size=32, mode="bilinear").repeat(1, 3, 1, 1)
+    images = (images + 0.05 * torch.rand(64, 3, 32, 32, generator=gen)).clamp(0, 1)
+    model = create_model("vgg11", num_classes=10, width=0.25, seed=0)
+    later = model.stage2[0].conv.weight.clone()
+    conv = train_module.whiten_stem(model, images, eps=1e-8, batch_size=20)
+    assert conv is model.stage1[0].conv and conv.out_channels == 16
+    patches = _patches(model, conv, images).double()
+    responses = (patches - patches.mean(0)) @ conv.weight.reshape(16, -1).double().T
+    cov = responses.T @ responses / len(responses)
+    assert torch.allclose(cov[:8, :8], torch.eye(8, dtype=torch.float64), atol=1e-3)
+    assert torch.allclose(conv.weight[8:], -conv.weight[:8])
+    assert torch.equal(model.stage2[0].conv.weight, later)
+    assert model.training
+
+
+def test_whiten_stem_keeps_filters_beyond_twice_the_patch_size_and_zeroes_a_bias():
+    conv = nn.Conv2d(3, 60, 3, padding=1, bias=True)
+    model = nn.Sequential(conv, nn.ReLU())
+    tail = conv.weight[54:].clone()
+    train_module.whiten_stem(model, torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1)))
+    assert torch.equal(conv.weight[54:], tail) and torch.count_nonzero(conv.bias) == 0
+    with pytest.raises(ValueError, match="no convolution on 3 input channels"):
+        train_module.whiten_stem(nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2)), torch.rand(2, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\) batch, got \(2, 16, 16\)"):
+        train_module.whiten_stem(model, torch.rand(2, 16, 16))
+
+
+def test_whiten_recipe_whitens_before_epoch_zero_and_keeps_other_identities(small, tmp_path):
+    train, test = small
+    assert "whiten" not in get_recipe("quick").to_dict()
+    recipe = dataclasses.replace(RECIPE, epochs=1, whiten=True)
+    assert recipe.to_dict()["whiten"] is True
+    model = TinyNet()
+    train_model(model, train, test, recipe, seed=0, device="cpu", checkpoint_dir=tmp_path, snapshot_epochs=[0],
+                progress=False)
+    first = torch.load(snapshot_path(tmp_path, 0), weights_only=True)["state_dict"]["features.0.weight"]
+    plain = TinyNet().features[0].weight
+    expected = train_module.whiten_stem(TinyNet(), torch.from_numpy(train.images[:train_module.WHITEN_IMAGES])
+                                        .permute(0, 3, 1, 2).float().div(255.0)).weight
+    assert not torch.allclose(first, plain) and torch.allclose(first, expected)

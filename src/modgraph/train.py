@@ -80,6 +80,7 @@ __all__ = [
     "evaluate",
     "measure_throughput",
     "snapshot_path",
+    "whiten_stem",
     "RESUME_FILE",
 ]
 
@@ -107,7 +108,9 @@ class Recipe:
     the rates are restored afterwards, so the trained model's architecture is
     the model's own (dropout is the identity at evaluation). ``use_amp`` (bf16 autocast),
     ``channels_last`` and ``compile`` are requests that :func:`acceleration`
-    grants per device.
+    grants per device. ``whiten`` initialises the first convolution as a
+    whitening of its input patches before the first epoch
+    (:func:`whiten_stem`).
     """
 
     name: str
@@ -130,6 +133,7 @@ class Recipe:
     use_amp: bool = False
     channels_last: bool = False
     compile: bool = False
+    whiten: bool = False
     eval_batch_size: int = 1000
     description: str = field(default="", compare=False)
 
@@ -180,13 +184,16 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (tuples become lists), the description left out.
 
-        ``optimizer`` is left out when it is ``"sgd"``, so recipes written before
-        the field existed keep their identity (and their stored models).
+        ``optimizer`` is left out when it is ``"sgd"`` and ``whiten`` when it is
+        off, so recipes written before those fields existed keep their identity
+        (and their stored models).
         """
         out = asdict(self)
         out.pop("description")
         if out["optimizer"] == "sgd":
             out.pop("optimizer")
+        if not out["whiten"]:
+            out.pop("whiten")
         out["milestones"] = list(self.milestones)
         return out
 
@@ -317,6 +324,76 @@ def acceleration(recipe: Recipe, device: torch.device, *, native_bf16: bool | No
     return Acceleration(amp, recipe.channels_last, False, tuple(notes))
 
 
+WHITEN_IMAGES = 5000
+"""How many training images (the first ones) :func:`train_model` gives :func:`whiten_stem`."""
+
+
+class _Captured(Exception):
+    def __init__(self, tensor: torch.Tensor) -> None:
+        super().__init__()
+        self.tensor = tensor
+
+
+def _input_of(model: nn.Module, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What ``module`` receives when ``model`` runs on ``x`` (the rest of the forward pass is skipped)."""
+    def grab(_: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        raise _Captured(args[0].detach())
+
+    handle = module.register_forward_pre_hook(grab)
+    try:
+        model(x)
+    except _Captured as got:
+        return got.tensor
+    finally:
+        handle.remove()
+    raise ValueError("the model's forward pass never reached its first convolution")
+
+
+@torch.no_grad()
+def whiten_stem(model: nn.Module, images: torch.Tensor, *, eps: float = 5e-4, batch_size: int = 500) -> nn.Conv2d:
+    """Initialise the first 3-channel convolution of ``model`` as a whitening of its input patches.
+
+    ``images``: float ``(B, 3, H, W)`` as the model takes them. The patches
+    the convolution sees (after whatever precedes it, e.g. the model's
+    normalisation; ``d = 3 * kh * kw`` values each) give a covariance
+    ``(d, d)``; its top ``m = min(out_channels // 2, d)`` eigenvectors, each
+    divided by ``sqrt(eigenvalue + eps)``, and their negatives become the
+    first ``2m`` filters (airbench's patch-whitening initialisation); any
+    further filters keep their initialisation and a bias is zeroed. The
+    filters stay trainable. Returns the convolution; ``ValueError`` when the
+    model has none that takes 3 channels.
+    """
+    if images.ndim != 4 or images.shape[1] != 3 or len(images) == 0:
+        raise ValueError(f"images must be a non-empty (B, 3, H, W) batch, got {tuple(images.shape)}")
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d) and m.in_channels == 3 and m.groups == 1),
+                None)
+    if conv is None:
+        raise ValueError(f"{type(model).__name__} has no convolution on 3 input channels to whiten")
+    was_training = model.training
+    model.eval()
+    d = 3 * conv.kernel_size[0] * conv.kernel_size[1]
+    total, outer, count = torch.zeros(d, dtype=torch.float64), torch.zeros(d, d, dtype=torch.float64), 0
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(conv.weight.device)
+        inputs = _input_of(model, conv, x.contiguous(memory_format=torch.channels_last)
+                           if conv.weight.is_contiguous(memory_format=torch.channels_last) else x)
+        patches = F.unfold(inputs.float(), conv.kernel_size, conv.dilation, conv.padding, conv.stride)
+        patches = patches.transpose(1, 2).reshape(-1, d).double().cpu()
+        total += patches.sum(0)
+        outer += patches.T @ patches
+        count += len(patches)
+    model.train(was_training)
+    mean = total / count
+    values, vectors = torch.linalg.eigh(outer / count - torch.outer(mean, mean))
+    m = min(conv.out_channels // 2, d)
+    top = (vectors[:, -m:].flip(1) / torch.sqrt(values[-m:].flip(0).clamp(min=0) + eps)).T
+    filters = torch.cat([top, -top]).reshape(2 * m, 3, *conv.kernel_size)
+    conv.weight[:2 * m] = filters.to(conv.weight.dtype)
+    if conv.bias is not None:
+        conv.bias.zero_()
+    return conv
+
+
 def snapshot_path(directory: Path, epoch: int) -> Path:
     """``<directory>/snapshots/epoch_XXX.pt``: the weights after ``epoch`` epochs (0: initialisation)."""
     return Path(directory) / "snapshots" / f"epoch_{epoch:03d}.pt"
@@ -435,11 +512,13 @@ def train_model(model: nn.Module, train: ArrayDataset, test: ArrayDataset, recip
     meta = dict(snapshot_meta or {})
     identity = {"recipe": recipe.to_dict(), "seed": int(seed), "n_train": len(train)}
     start, history = _resume(folder, stepper, identity, snaps, dev) if folder else (0, [])
+    x_train, y_train = _uint8_tensors(train, dev)
+    x_test, y_test = _uint8_tensors(test, dev)
+    if start == 0 and recipe.whiten:
+        whiten_stem(model, x_train[:WHITEN_IMAGES].float().div_(255.0))
     if start == 0 and 0 in snaps:
         _save_snapshot(folder, 0, model, meta)
     rates = _set_dropout(model, recipe.dropout)
-    x_train, y_train = _uint8_tensors(train, dev)
-    x_test, y_test = _uint8_tensors(test, dev)
     n_train = len(train)
     last = recipe.epochs if stop_after_epoch is None else stop_after_epoch
     bar = tqdm(total=recipe.epochs, initial=start, desc=f"train {recipe.name}", unit="epoch", disable=not progress)
