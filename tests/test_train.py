@@ -423,3 +423,19 @@ def test_whiten_recipe_whitens_before_epoch_zero_and_keeps_other_identities(smal
     expected = train_module.whiten_stem(TinyNet(), torch.from_numpy(train.images[:train_module.WHITEN_IMAGES])
                                         .permute(0, 3, 1, 2).float().div(255.0)).weight
     assert not torch.allclose(first, plain) and torch.allclose(first, expected)
+
+
+def test_dirac_init_makes_equal_width_convolutions_identities():
+    from modgraph.models import create_model
+
+    model = create_model("vgg11", num_classes=10, width=0.25, seed=0).eval()
+    stem = model.stage1[0].conv.weight.clone()
+    assert train_module.dirac_init(model) == 7
+    assert torch.equal(model.stage1[0].conv.weight, stem)
+    conv = model.stage3[1].conv
+    x = torch.randn(2, conv.in_channels, 8, 8)
+    assert torch.allclose(conv(x), x, atol=1e-6)
+    widening = model.stage2[0].conv
+    y = torch.randn(2, widening.in_channels, 8, 8)
+    assert torch.allclose(widening(y)[:, :widening.in_channels], y, atol=1e-6)
+    assert "dirac" not in get_recipe("quick").to_dict() and dataclasses.replace(RECIPE, dirac=True).to_dict()["dirac"]

@@ -81,6 +81,7 @@ __all__ = [
     "measure_throughput",
     "snapshot_path",
     "whiten_stem",
+    "dirac_init",
     "RESUME_FILE",
 ]
 
@@ -110,7 +111,8 @@ class Recipe:
     ``channels_last`` and ``compile`` are requests that :func:`acceleration`
     grants per device. ``whiten`` initialises the first convolution as a
     whitening of its input patches before the first epoch
-    (:func:`whiten_stem`).
+    (:func:`whiten_stem`); ``dirac`` initialises the later convolutions as
+    partial identities (:func:`dirac_init`).
     """
 
     name: str
@@ -134,6 +136,7 @@ class Recipe:
     channels_last: bool = False
     compile: bool = False
     whiten: bool = False
+    dirac: bool = False
     eval_batch_size: int = 1000
     description: str = field(default="", compare=False)
 
@@ -184,16 +187,17 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (tuples become lists), the description left out.
 
-        ``optimizer`` is left out when it is ``"sgd"`` and ``whiten`` when it is
-        off, so recipes written before those fields existed keep their identity
+        ``optimizer`` is left out when it is ``"sgd"``, ``whiten`` and ``dirac``
+        when they are off, so recipes written before those fields existed keep their identity
         (and their stored models).
         """
         out = asdict(self)
         out.pop("description")
         if out["optimizer"] == "sgd":
             out.pop("optimizer")
-        if not out["whiten"]:
-            out.pop("whiten")
+        for flag in ("whiten", "dirac"):
+            if not out[flag]:
+                out.pop(flag)
         out["milestones"] = list(self.milestones)
         return out
 
@@ -394,6 +398,28 @@ def whiten_stem(model: nn.Module, images: torch.Tensor, *, eps: float = 5e-4, ba
     return conv
 
 
+@torch.no_grad()
+def dirac_init(model: nn.Module) -> int:
+    """Make every stride-1, odd-kernel convolution of ``model`` past its input an identity on its first channels.
+
+    Each ``nn.Conv2d`` with ``in_channels != 3``, one group, stride 1 and an
+    odd square kernel gets ``torch.nn.init.dirac_`` on its first
+    ``min(in_channels, out_channels)`` filters (the rest keep their
+    initialisation, a bias is zeroed), so a deep plain stack starts close to
+    passing its input through (airbench's initialisation). Returns how many
+    convolutions changed.
+    """
+    changed = 0
+    for conv in model.modules():
+        if (isinstance(conv, nn.Conv2d) and conv.in_channels != 3 and conv.groups == 1 and conv.stride == (1, 1)
+                and conv.kernel_size[0] == conv.kernel_size[1] and conv.kernel_size[0] % 2 == 1):
+            nn.init.dirac_(conv.weight[:min(conv.in_channels, conv.out_channels)])
+            if conv.bias is not None:
+                conv.bias.zero_()
+            changed += 1
+    return changed
+
+
 def snapshot_path(directory: Path, epoch: int) -> Path:
     """``<directory>/snapshots/epoch_XXX.pt``: the weights after ``epoch`` epochs (0: initialisation)."""
     return Path(directory) / "snapshots" / f"epoch_{epoch:03d}.pt"
@@ -514,6 +540,8 @@ def train_model(model: nn.Module, train: ArrayDataset, test: ArrayDataset, recip
     start, history = _resume(folder, stepper, identity, snaps, dev) if folder else (0, [])
     x_train, y_train = _uint8_tensors(train, dev)
     x_test, y_test = _uint8_tensors(test, dev)
+    if start == 0 and recipe.dirac:
+        dirac_init(model)
     if start == 0 and recipe.whiten:
         whiten_stem(model, x_train[:WHITEN_IMAGES].float().div_(255.0))
     if start == 0 and 0 in snaps:
