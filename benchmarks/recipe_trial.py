@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dropout", type=float, help="dropout rate of the model's Dropout layers while training")
     parser.add_argument("--whiten", action="store_true", help="patch-whitening initialisation of the first conv")
     parser.add_argument("--dirac", action="store_true", help="partial-identity initialisation of the later convs")
+    parser.add_argument("--ema", type=float, help="decay per step of the weights' moving average (0: off)")
     parser.add_argument("--fp32", action="store_true", help="train in float32 (no bf16 autocast), channels-last kept")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                                                ("warmup_epochs", args.warmup_epochs), ("dropout", args.dropout),
                                                ("use_amp", False if args.fp32 else None),
                                                ("whiten", True if args.whiten else None),
-                                               ("dirac", True if args.dirac else None))
+                                               ("dirac", True if args.dirac else None), ("ema", args.ema))
                if value is not None}
     try:
         recipe = get_recipe(args.recipe)

@@ -147,7 +147,10 @@ def test_same_seed_same_weights_other_seed_differs(small):
 ADAMW = dataclasses.replace(RECIPE, optimizer="adamw", lr=3e-3, weight_decay=0.05, nesterov=False)
 
 
-@pytest.mark.parametrize("recipe", [RECIPE, ADAMW], ids=["sgd", "adamw"])
+EMA = dataclasses.replace(RECIPE, ema=0.9)
+
+
+@pytest.mark.parametrize("recipe", [RECIPE, ADAMW, EMA], ids=["sgd", "adamw", "ema"])
 def test_resume_after_interruption_equals_uninterrupted_run(small, tmp_path, recipe):
     train, test = small
     whole = TinyNet()
@@ -439,3 +442,23 @@ def test_dirac_init_makes_equal_width_convolutions_identities():
     y = torch.randn(2, widening.in_channels, 8, 8)
     assert torch.allclose(widening(y)[:, :widening.in_channels], y, atol=1e-6)
     assert "dirac" not in get_recipe("quick").to_dict() and dataclasses.replace(RECIPE, dirac=True).to_dict()["dirac"]
+
+
+def test_ema_averages_the_weights_it_evaluates_and_returns(small, tmp_path):
+    train, test = small
+    raw, tracked, averaged = TinyNet(), TinyNet(), TinyNet()
+    train_model(raw, train, test, RECIPE, seed=2, device="cpu", progress=False)
+    train_model(tracked, train, test, dataclasses.replace(RECIPE, ema=1e-12), seed=2, device="cpu", progress=False)
+    for (key, a), b in zip(raw.state_dict().items(), tracked.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), key
+    metrics = train_model(averaged, train, test, EMA, seed=2, device="cpu", checkpoint_dir=tmp_path,
+                          snapshot_epochs=[RECIPE.epochs], progress=False)
+    assert not _same_weights(raw, averaged)
+    assert metrics["final_test_acc"] == pytest.approx(evaluate(averaged, test, device="cpu")[0])
+    snapshot = torch.load(snapshot_path(tmp_path, RECIPE.epochs), weights_only=True)["state_dict"]
+    resume = torch.load(tmp_path / RESUME_FILE, weights_only=True)
+    assert all(torch.equal(snapshot[k], resume["average"][k]) for k in snapshot)
+    assert not all(torch.equal(snapshot[k], resume["model"][k]) for k in snapshot)
+    assert "ema" not in get_recipe("quick").to_dict() and EMA.to_dict()["ema"] == 0.9
+    with pytest.raises(ValueError, match=r"ema must be in \[0, 1\)"):
+        dataclasses.replace(RECIPE, ema=1.0)

@@ -51,9 +51,10 @@ import math
 import pickle
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -112,7 +113,11 @@ class Recipe:
     grants per device. ``whiten`` initialises the first convolution as a
     whitening of its input patches before the first epoch
     (:func:`whiten_stem`); ``dirac`` initialises the later convolutions as
-    partial identities (:func:`dirac_init`).
+    partial identities (:func:`dirac_init`). ``ema`` (0: off) keeps an
+    exponential moving average of the weights and batch-norm statistics with
+    that decay per step (ramped up as ``min(ema, (1 + t) / (10 + t))`` over
+    the first steps ``t``); the averaged weights are what is evaluated after
+    every epoch, saved as snapshots and returned.
     """
 
     name: str
@@ -137,6 +142,7 @@ class Recipe:
     compile: bool = False
     whiten: bool = False
     dirac: bool = False
+    ema: float = 0.0
     eval_batch_size: int = 1000
     description: str = field(default="", compare=False)
 
@@ -157,6 +163,7 @@ class Recipe:
                 (self.weight_decay < 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
                 (not 0 <= self.warmup_epochs < self.epochs,
                  f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}"),
+                (not 0 <= self.ema < 1, f"ema must be in [0, 1) (0: off), got {self.ema}"),
                 (not 0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
                 (self.pad < 0, f"pad must be >= 0, got {self.pad}"),
                 (self.dropout is not None and not 0 <= self.dropout < 1,
@@ -187,15 +194,15 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (tuples become lists), the description left out.
 
-        ``optimizer`` is left out when it is ``"sgd"``, ``whiten`` and ``dirac``
-        when they are off, so recipes written before those fields existed keep their identity
+        ``optimizer`` is left out when it is ``"sgd"``, ``whiten``, ``dirac`` and
+        ``ema`` when they are off, so recipes written before those fields existed keep their identity
         (and their stored models).
         """
         out = asdict(self)
         out.pop("description")
         if out["optimizer"] == "sgd":
             out.pop("optimizer")
-        for flag in ("whiten", "dirac"):
+        for flag in ("whiten", "dirac", "ema"):
             if not out[flag]:
                 out.pop(flag)
         out["milestones"] = list(self.milestones)
@@ -450,6 +457,45 @@ class _Stepper:
         self.optimizer = OPTIMIZERS.get(recipe.optimizer)(list(model.parameters()), recipe)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, SCHEDULES.get(recipe.schedule)(recipe, steps_per_epoch))
+        self.average: dict[str, torch.Tensor] | None = None
+        self.updates = 0
+
+    def _update_average(self) -> None:
+        if self.average is None:
+            self.average = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.updates += 1
+        decay = min(self.recipe.ema, self.updates / (self.updates + 9))
+        for key, value in self.model.state_dict().items():
+            if value.is_floating_point():
+                self.average[key].lerp_(value.detach(), 1.0 - decay)
+            else:
+                self.average[key].copy_(value)
+
+    @contextmanager
+    def averaged(self) -> Iterator[None]:
+        """Inside: the model holds the averaged weights (nothing changes before the first ``ema`` update)."""
+        if self.average is None:
+            yield
+            return
+        raw = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.average)
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(raw)
+
+    def average_state(self) -> dict[str, Any]:
+        """What a resume checkpoint needs of the average (empty before the first ``ema`` update)."""
+        if self.average is None:
+            return {}
+        return {"average": {k: v.cpu() for k, v in self.average.items()}, "average_updates": self.updates}
+
+    def load_average(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`average_state` (nothing when ``state`` holds no average)."""
+        if "average" in state:
+            current = self.model.state_dict()
+            self.average = {k: v.to(current[k].device) for k, v in state["average"].items()}
+            self.updates = int(state["average_updates"])
 
     def layout(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` in the memory format the model runs in."""
@@ -469,6 +515,8 @@ class _Stepper:
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
+        if self.recipe.ema:
+            self._update_average()
         return loss.detach() * y.numel(), (out.argmax(1) == y).sum()
 
 
@@ -568,7 +616,10 @@ def train_model(model: nn.Module, train: ArrayDataset, test: ArrayDataset, recip
         _sync(dev)
         train_s = time.perf_counter() - t0
         seen = min(n_train, steps_per_epoch * recipe.batch_size)
-        test_acc, test_loss = _evaluate_uint8(stepper, x_test, y_test, recipe.eval_batch_size)
+        with stepper.averaged():
+            test_acc, test_loss = _evaluate_uint8(stepper, x_test, y_test, recipe.eval_batch_size)
+            if folder is not None and epoch + 1 in snaps:
+                _save_snapshot(folder, epoch + 1, model, meta)
         record = {
             "epoch": epoch + 1, "lr": lr, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
             "test_loss": test_loss, "test_acc": test_acc, "train_s": train_s,
@@ -576,17 +627,18 @@ def train_model(model: nn.Module, train: ArrayDataset, test: ArrayDataset, recip
         }
         history.append(record)
         if folder is not None:
-            if epoch + 1 in snaps:
-                _save_snapshot(folder, epoch + 1, model, meta)
             provenance.atomic_torch_save({
                 **identity, "epoch": epoch + 1, "history": history, "model": _state_dict_cpu(model),
                 "optimizer": stepper.optimizer.state_dict(), "scheduler": stepper.scheduler.state_dict(),
+                **stepper.average_state(),
             }, folder / RESUME_FILE)
         bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{record['train_acc']:.3f}",
                         test=f"{test_acc:.3f}", refresh=False)
         bar.update(1)
     bar.close()
     _restore_dropout(rates)
+    if stepper.average is not None:
+        model.load_state_dict(stepper.average)
     model.eval()
     summary = _summary(history, recipe, int(seed), dev, stepper.accel)
     if stepper.channels_last:
@@ -651,6 +703,7 @@ def _resume(folder: Path, stepper: _Stepper, identity: dict[str, Any], snaps: tu
     stepper.model.load_state_dict(state["model"])
     stepper.optimizer.load_state_dict(state["optimizer"])
     stepper.scheduler.load_state_dict(state["scheduler"])
+    stepper.load_average(state)
     return epoch, history
 
 
