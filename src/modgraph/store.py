@@ -651,7 +651,7 @@ def _train(spec: ModelSpec, folder: Path, device: torch.device, snaps: tuple[int
     folder.mkdir(parents=True, exist_ok=True)
     result = train_model(model, train, test, recipe, seed=spec.seed, device=device, checkpoint_dir=folder,
                          snapshot_epochs=snaps, snapshot_meta={"meta": meta, "spec": canonical},
-                         progress=progress)
+                         progress=progress, initialise=spec.parent is None)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     provenance.atomic_torch_save({"state_dict": state, "spec": canonical, "meta": meta}, folder / MODEL_FILE)
     names = [MODEL_FILE] + [snapshot_path(folder, e).relative_to(folder).as_posix() for e in snaps]

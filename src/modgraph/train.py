@@ -262,10 +262,11 @@ for _recipe in (
     Recipe("fast", epochs=30, batch_size=512, lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
            schedule="linear", warmup_epochs=2, label_smoothing=0.1, use_amp=True, channels_last=True,
            compile=True, description="30 epochs, linear warm-up then linear decay, bf16 on GPU"),
-    Recipe("quick", epochs=10, batch_size=256, lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
-           schedule="linear", warmup_epochs=1, label_smoothing=0.1, pad=2, dropout=0.0, use_amp=True,
-           channels_last=True, description="CPU-scale, narrow networks: light augmentation, no dropout, bf16 on "
-                                           "CPUs that have it"),
+    Recipe("quick", epochs=16, batch_size=256, lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
+           schedule="linear", warmup_epochs=1.6, label_smoothing=0.1, pad=2, dropout=0.0, use_amp=True,
+           channels_last=True, whiten=True, dirac=True, ema=0.99,
+           description="CPU-scale, narrow networks: 16 epochs, light augmentation, no dropout, patch-whitened "
+                       "stem, identity-initialised plain stacks, weight averaging, bf16 on CPUs that have it"),
     Recipe("smoke", epochs=2, batch_size=32, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
            schedule="linear", flip=False, description="smoke profile on digits"),
     Recipe("vit_fast", epochs=100, batch_size=512, lr=1e-3, optimizer="adamw", weight_decay=0.05,
@@ -413,13 +414,17 @@ def dirac_init(model: nn.Module) -> int:
     odd square kernel gets ``torch.nn.init.dirac_`` on its first
     ``min(in_channels, out_channels)`` filters (the rest keep their
     initialisation, a bias is zeroed), so a deep plain stack starts close to
-    passing its input through (airbench's initialisation). Returns how many
-    convolutions changed.
+    passing its input through (airbench's initialisation). Convolutions inside
+    a residual block (a module with a ``shortcut``) keep theirs: the block's
+    skip path already passes its input through. Returns how many convolutions
+    changed.
     """
+    residual = {id(m) for block in model.modules() if hasattr(block, "shortcut") for m in block.modules()}
     changed = 0
     for conv in model.modules():
-        if (isinstance(conv, nn.Conv2d) and conv.in_channels != 3 and conv.groups == 1 and conv.stride == (1, 1)
-                and conv.kernel_size[0] == conv.kernel_size[1] and conv.kernel_size[0] % 2 == 1):
+        if (isinstance(conv, nn.Conv2d) and id(conv) not in residual and conv.in_channels != 3 and conv.groups == 1
+                and conv.stride == (1, 1) and conv.kernel_size[0] == conv.kernel_size[1]
+                and conv.kernel_size[0] % 2 == 1):
             nn.init.dirac_(conv.weight[:min(conv.in_channels, conv.out_channels)])
             if conv.bias is not None:
                 conv.bias.zero_()
@@ -554,7 +559,7 @@ def _state_dict_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
 def train_model(model: nn.Module, train: ArrayDataset, test: ArrayDataset, recipe: Recipe, *, seed: int,
                 device: str | torch.device | None = None, checkpoint_dir: str | Path | None = None,
                 snapshot_epochs: Iterable[int] = (), snapshot_meta: Mapping[str, Any] | None = None,
-                stop_after_epoch: int | None = None, progress: bool = True) -> dict[str, Any]:
+                stop_after_epoch: int | None = None, progress: bool = True, initialise: bool = True) -> dict[str, Any]:
     """Train ``model`` in place with ``recipe``; returns the metrics (also in every checkpoint).
 
     Data stay on ``device`` as uint8 tensors. Epoch ``e`` shuffles, augments
@@ -565,7 +570,9 @@ def train_model(model: nn.Module, train: ArrayDataset, test: ArrayDataset, recip
     weights after each epoch in ``snapshot_epochs`` (0 = before training) go
     to :func:`snapshot_path` together with ``snapshot_meta``.
     ``stop_after_epoch`` ends the call early after that epoch (the run can be
-    resumed). Metrics: ``history`` (per epoch: train loss/accuracy, test
+    resumed). ``initialise``: whether the recipe's initialisations (``whiten``,
+    ``dirac``) apply; ``False`` for a model that starts from trained weights
+    (fine-tuning), whose weights they would overwrite. Metrics: ``history`` (per epoch: train loss/accuracy, test
     loss/accuracy, lr, seconds, images/s), ``final_test_acc`` (fraction),
     ``final_test_loss``, ``wall_time_s``, ``images_per_s``, ``finished``.
     """
@@ -588,9 +595,9 @@ def train_model(model: nn.Module, train: ArrayDataset, test: ArrayDataset, recip
     start, history = _resume(folder, stepper, identity, snaps, dev) if folder else (0, [])
     x_train, y_train = _uint8_tensors(train, dev)
     x_test, y_test = _uint8_tensors(test, dev)
-    if start == 0 and recipe.dirac:
+    if start == 0 and initialise and recipe.dirac:
         dirac_init(model)
-    if start == 0 and recipe.whiten:
+    if start == 0 and initialise and recipe.whiten:
         whiten_stem(model, x_train[:WHITEN_IMAGES].float().div_(255.0))
     if start == 0 and 0 in snaps:
         _save_snapshot(folder, 0, model, meta)
@@ -640,7 +647,7 @@ def train_model(model: nn.Module, train: ArrayDataset, test: ArrayDataset, recip
     if stepper.average is not None:
         model.load_state_dict(stepper.average)
     model.eval()
-    summary = _summary(history, recipe, int(seed), dev, stepper.accel)
+    summary = {**_summary(history, recipe, int(seed), dev, stepper.accel), "initialised": bool(initialise)}
     if stepper.channels_last:
         model.to(memory_format=torch.contiguous_format)
     if stepper.amp and history:
