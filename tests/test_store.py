@@ -173,6 +173,15 @@ def test_parent_initialises_child(stored):
     assert set(INITIALISERS.names()) == {"copy", "transfer"}
 
 
+def test_child_keeps_its_parents_weights_under_a_recipe_that_initialises(home):
+    quick = dict(TINY, recipe="quick")
+    parent = get_model(ModelSpec(**quick, epochs=1), device="cpu", progress=False)
+    child = get_model(ModelSpec(**quick, epochs=1, parent=ModelSpec(**quick, epochs=1), snapshot_epochs=(0,)),
+                      device="cpu", progress=False)
+    assert _equal(_weights(child.snapshot(0)), _weights(parent.model))
+    assert parent.metrics["initialised"] and not child.metrics["initialised"]
+
+
 def test_transfer_from_parent_removes_the_named_middle_layer(home):
     from modgraph.prune import prune
 

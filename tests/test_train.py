@@ -415,7 +415,7 @@ def test_whiten_stem_keeps_filters_beyond_twice_the_patch_size_and_zeroes_a_bias
 
 def test_whiten_recipe_whitens_before_epoch_zero_and_keeps_other_identities(small, tmp_path):
     train, test = small
-    assert "whiten" not in get_recipe("quick").to_dict()
+    assert "whiten" not in get_recipe("fast").to_dict() and get_recipe("quick").to_dict()["whiten"] is True
     recipe = dataclasses.replace(RECIPE, epochs=1, whiten=True)
     assert recipe.to_dict()["whiten"] is True
     model = TinyNet()
@@ -441,7 +441,32 @@ def test_dirac_init_makes_equal_width_convolutions_identities():
     widening = model.stage2[0].conv
     y = torch.randn(2, widening.in_channels, 8, 8)
     assert torch.allclose(widening(y)[:, :widening.in_channels], y, atol=1e-6)
-    assert "dirac" not in get_recipe("quick").to_dict() and dataclasses.replace(RECIPE, dirac=True).to_dict()["dirac"]
+    assert "dirac" not in get_recipe("fast").to_dict() and dataclasses.replace(RECIPE, dirac=True).to_dict()["dirac"]
+
+
+def test_dirac_init_leaves_residual_blocks_alone():
+    from modgraph.models import create_model
+
+    model = create_model("resnet20", num_classes=10, width=0.5, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert train_module.dirac_init(model) == 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    plain = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1))
+    assert train_module.dirac_init(plain) == 1
+
+
+def test_initialise_false_keeps_the_given_weights_for_fine_tuning(small, tmp_path):
+    train, test = small
+    recipe = dataclasses.replace(RECIPE, epochs=1, whiten=True, dirac=True)
+    given = TinyNet()
+    start = {k: v.clone() for k, v in given.state_dict().items()}
+    metrics = train_model(given, train, test, recipe, seed=0, device="cpu", checkpoint_dir=tmp_path,
+                          snapshot_epochs=[0], progress=False, initialise=False)
+    first = torch.load(snapshot_path(tmp_path, 0), weights_only=True)["state_dict"]
+    assert all(torch.equal(first[k], v) for k, v in start.items())
+    assert metrics["initialised"] is False
+    fresh = train_model(TinyNet(), train, test, recipe, seed=0, device="cpu", progress=False)
+    assert fresh["initialised"] is True
 
 
 def test_ema_averages_the_weights_it_evaluates_and_returns(small, tmp_path):
@@ -459,6 +484,6 @@ def test_ema_averages_the_weights_it_evaluates_and_returns(small, tmp_path):
     resume = torch.load(tmp_path / RESUME_FILE, weights_only=True)
     assert all(torch.equal(snapshot[k], resume["average"][k]) for k in snapshot)
     assert not all(torch.equal(snapshot[k], resume["model"][k]) for k in snapshot)
-    assert "ema" not in get_recipe("quick").to_dict() and EMA.to_dict()["ema"] == 0.9
+    assert "ema" not in get_recipe("fast").to_dict() and EMA.to_dict()["ema"] == 0.9
     with pytest.raises(ValueError, match=r"ema must be in \[0, 1\)"):
         dataclasses.replace(RECIPE, ema=1.0)
