@@ -487,3 +487,25 @@ def test_ema_averages_the_weights_it_evaluates_and_returns(small, tmp_path):
     assert "ema" not in get_recipe("fast").to_dict() and EMA.to_dict()["ema"] == 0.9
     with pytest.raises(ValueError, match=r"ema must be in \[0, 1\)"):
         dataclasses.replace(RECIPE, ema=1.0)
+
+
+def test_epochs_by_arch_resolves_per_architecture_and_keeps_other_identities():
+    table = dataclasses.replace(RECIPE, epochs=4, warmup_epochs=1.0, epochs_by_arch={"VGG11": 8})
+    assert table.epochs_by_arch == (("vgg11", 8),)
+    assert table.for_arch("vgg11") == dataclasses.replace(RECIPE, epochs=8, warmup_epochs=2.0)
+    assert table.for_arch("resnet18") == dataclasses.replace(RECIPE, epochs=4, warmup_epochs=1.0)
+    assert table.for_arch("vgg11", 2).epochs == 2 and table.for_arch("vgg11", 2).epochs_by_arch == ()
+    assert table.to_dict()["epochs_by_arch"] == {"vgg11": 8}
+    assert "epochs_by_arch" not in table.for_arch("vgg11").to_dict()
+    assert "epochs_by_arch" not in get_recipe("fast").to_dict()
+    for bad in ({"vgg11": 0}, {"vgg11": 2.5}, {"vgg11": True}):
+        with pytest.raises(ValueError, match="epochs_by_arch must map architecture -> int >= 1"):
+            dataclasses.replace(RECIPE, epochs_by_arch=bad)
+
+
+def test_registered_epochs_by_arch_name_registered_models():
+    from modgraph.models import MODELS
+
+    for name in RECIPES.names():
+        for arch, _ in get_recipe(name).epochs_by_arch:
+            MODELS.get(arch)

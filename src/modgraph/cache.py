@@ -407,8 +407,9 @@ class CurveStudy:
 def check_snapshots(snapshots: Mapping[str, int], *, recipe: str, epochs: int | None = None) -> dict[str, int]:
     """``snapshots`` (arch -> last snapshot epoch) as a dict, checked: known model names, ints in ``0..E``.
 
-    ``E`` is the number of epochs of ``recipe`` stretched to ``epochs``; the
-    book checks notebook parameters with it before running anything.
+    ``E`` is the number of epochs ``recipe`` trains that architecture, or
+    ``epochs`` (:meth:`~modgraph.train.Recipe.for_arch`); the book checks
+    notebook parameters with it before running anything.
     """
     from modgraph.models import MODELS
     from modgraph.train import get_recipe
@@ -416,9 +417,9 @@ def check_snapshots(snapshots: Mapping[str, int], *, recipe: str, epochs: int | 
     if not isinstance(snapshots, Mapping):
         raise ValueError(f"snapshots must map architecture -> last snapshot epoch, got {snapshots!r}")
     base = get_recipe(recipe)
-    total = base.epochs if epochs is None else base.with_epochs(epochs).epochs
     for arch, last in snapshots.items():
         MODELS.get(arch)
+        total = base.for_arch(arch, epochs).epochs
         if isinstance(last, bool) or not isinstance(last, int) or not 0 <= last <= total:
             raise ValueError(f"snapshots[{arch!r}] must be the last snapshot epoch, an int in 0..{total} (recipe "
                              f"{recipe!r} trains {total} epochs), got {last!r}")

@@ -188,8 +188,7 @@ class ModelSpec:
 
     def recipe_config(self) -> Recipe:
         """The resolved training recipe."""
-        recipe = get_recipe(self.recipe)
-        return recipe if self.epochs is None else recipe.with_epochs(self.epochs)
+        return get_recipe(self.recipe).for_arch(self.arch, self.epochs)
 
     def canonical(self) -> dict[str, Any]:
         """JSON-ready description that determines the trained weights (no ``snapshot_epochs``)."""

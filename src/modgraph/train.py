@@ -117,7 +117,9 @@ class Recipe:
     exponential moving average of the weights and batch-norm statistics with
     that decay per step (ramped up as ``min(ema, (1 + t) / (10 + t))`` over
     the first steps ``t``); the averaged weights are what is evaluated after
-    every epoch, saved as snapshots and returned.
+    every epoch, saved as snapshots and returned. ``epochs_by_arch``
+    (architecture -> epochs) gives some architectures another number of epochs
+    when trained from scratch (:meth:`for_arch`, which the model store uses).
     """
 
     name: str
@@ -144,10 +146,13 @@ class Recipe:
     dirac: bool = False
     ema: float = 0.0
     eval_batch_size: int = 1000
+    epochs_by_arch: tuple[tuple[str, int], ...] = ()
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        pairs = self.epochs_by_arch.items() if isinstance(self.epochs_by_arch, Mapping) else self.epochs_by_arch
+        object.__setattr__(self, "epochs_by_arch", tuple(sorted((str(a).lower(), n) for a, n in pairs)))
         SCHEDULES.get(self.schedule)
         OPTIMIZERS.get(self.optimizer)
         problems = [
@@ -172,6 +177,8 @@ class Recipe:
                 (any(not 0 < m < self.epochs for m in self.milestones),
                  f"milestones must lie in (0, epochs={self.epochs}), got {self.milestones}"),
                 (self.eval_batch_size < 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
+                (any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for _, n in self.epochs_by_arch),
+                 f"epochs_by_arch must map architecture -> int >= 1, got {dict(self.epochs_by_arch)}"),
             ] if bad
         ]
         if problems:
@@ -191,15 +198,25 @@ class Recipe:
         milestones = tuple(min(max(1, round(m * scale)), epochs - 1) for m in self.milestones) if epochs > 1 else ()
         return replace(self, epochs=epochs, milestones=milestones, warmup_epochs=self.warmup_epochs * scale)
 
+    def for_arch(self, arch: str, epochs: int | None = None) -> "Recipe":
+        """This recipe as it trains ``arch``: over ``epochs`` epochs, else ``arch``'s entry of ``epochs_by_arch``,
+        else its own (:meth:`with_epochs`); the resolved recipe has no ``epochs_by_arch`` left."""
+        plain = replace(self, epochs_by_arch=())
+        return plain.with_epochs(epochs if epochs is not None else dict(self.epochs_by_arch).get(arch.lower(),
+                                                                                              self.epochs))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (tuples become lists), the description left out.
 
         ``optimizer`` is left out when it is ``"sgd"``, ``whiten``, ``dirac`` and
-        ``ema`` when they are off, so recipes written before those fields existed keep their identity
-        (and their stored models).
+        ``ema`` when they are off, and ``epochs_by_arch`` when empty, so recipes written before those fields
+        existed keep their identity (and their stored models).
         """
         out = asdict(self)
         out.pop("description")
+        out["epochs_by_arch"] = dict(self.epochs_by_arch)
+        if not out["epochs_by_arch"]:
+            out.pop("epochs_by_arch")
         if out["optimizer"] == "sgd":
             out.pop("optimizer")
         for flag in ("whiten", "dirac", "ema"):
