@@ -501,11 +501,5 @@ def test_epochs_by_arch_resolves_per_architecture_and_keeps_other_identities():
     for bad in ({"vgg11": 0}, {"vgg11": 2.5}, {"vgg11": True}):
         with pytest.raises(ValueError, match="epochs_by_arch must map architecture -> int >= 1"):
             dataclasses.replace(RECIPE, epochs_by_arch=bad)
-
-
-def test_registered_epochs_by_arch_name_registered_models():
-    from modgraph.models import MODELS
-
-    for name in RECIPES.names():
-        for arch, _ in get_recipe(name).epochs_by_arch:
-            MODELS.get(arch)
+    with pytest.raises(ValueError, match="unknown model 'vgg1'; valid choices: .*vgg11"):
+        dataclasses.replace(RECIPE, epochs_by_arch={"vgg1": 3})

@@ -183,6 +183,11 @@ class Recipe:
         ]
         if problems:
             raise ValueError(f"recipe {self.name!r}: " + "; ".join(problems))
+        if self.epochs_by_arch:
+            from modgraph.models import MODELS
+
+            for arch, _ in self.epochs_by_arch:
+                MODELS.get(arch)
 
     def with_epochs(self, epochs: int) -> "Recipe":
         """This recipe over ``epochs`` epochs: milestones and warm-up scale in proportion.
