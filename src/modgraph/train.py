@@ -219,9 +219,8 @@ class Recipe:
         """
         out = asdict(self)
         out.pop("description")
-        out["epochs_by_arch"] = dict(self.epochs_by_arch)
-        if not out["epochs_by_arch"]:
-            out.pop("epochs_by_arch")
+        if out.pop("epochs_by_arch"):
+            out["epochs_by_arch"] = dict(self.epochs_by_arch)
         if out["optimizer"] == "sgd":
             out.pop("optimizer")
         for flag in ("whiten", "dirac", "ema"):
