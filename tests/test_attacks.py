@@ -1,3 +1,4 @@
+import copy
 import inspect
 import math
 
@@ -5,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from modgraph.attacks import ATTACKS, AdversarialResult, AdversarialSettings, adversarial_examples, attack_params
+from modgraph.attacks import (ATTACKS, AdversarialResult, AdversarialSettings, adversarial_examples, attack_params,
+                              batched_single_pixel_attack)
 from modgraph.compat import advertorch_attacks
 from modgraph.curve import CurveSettings
 from modgraph.models import CIFAR10_MEAN, CIFAR10_STD, Normalize
@@ -173,3 +175,19 @@ def test_settings_resolve_per_attack_sizes_and_parameters():
     assert table.loc["cw", "changed from the defaults"] == "max_iterations=20"
     assert table.loc["fgsm", "changed from the defaults"] == ""
     assert table.loc["jsma", "AdverTorch class"] == "JacobianSaliencyMapAttack"
+
+
+@pytest.mark.parametrize("max_pixels", [1, 40, 100])
+def test_batched_single_pixel_attack_returns_advertorchs_examples(model, data, max_pixels):
+    double = copy.deepcopy(model).double()
+    images, labels = data[0].double(), data[1]
+    kwargs = {"max_pixels": max_pixels, "clip_min": 0.0, "clip_max": 1.0}
+    torch.manual_seed(3)
+    reference = advertorch_attacks().SinglePixelAttack(double, **kwargs).perturb(images, labels)
+    after_reference = torch.random.get_rng_state()
+    torch.manual_seed(3)
+    batched = batched_single_pixel_attack()(double, **kwargs).perturb(images, labels)
+    assert torch.equal(batched, reference)
+    assert torch.equal(torch.random.get_rng_state(), after_reference)
+    changed = (batched != images).flatten(1).any(dim=1)
+    assert changed.any() or max_pixels == 1

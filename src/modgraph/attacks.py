@@ -41,10 +41,19 @@ its small default batch. AdverTorch draws random numbers (PGD's start, the
 pixel searches) from PyTorch's global generator; they run inside
 ``torch.random.fork_rng`` seeded with ``seed``, so results repeat and the
 caller's generator state is left untouched.
+
+``onepixel`` runs ``BatchedSinglePixelAttack`` (:func:`batched_single_pixel_attack`), AdverTorch's
+``SinglePixelAttack`` with its per-image search batched: AdverTorch predicts
+the up to ``2 * max_pixels`` one-pixel candidates of an image one at a time;
+here they go through the model in chunks, and the first successful candidate
+in AdverTorch's order (same random pixel order, same seed) is returned. The
+examples are AdverTorch's (up to floating-point differences between a batched
+and a single-image forward pass), many times faster.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -67,7 +76,7 @@ from modgraph.curve import CurveSettings
 from modgraph.registry import Registry
 
 __all__ = ["AttackSpec", "ATTACKS", "AdversarialSettings", "AdversarialResult", "adversarial_examples",
-           "attack_params"]
+           "attack_params", "batched_single_pixel_attack"]
 
 _PIXEL_RANGE = {"clip_min": 0.0, "clip_max": 1.0}
 
@@ -88,7 +97,9 @@ class AttackSpec:
     needs the number of classes; ``target`` maps ``(clean logits, labels)`` to
     the labels given to ``perturb`` (``None``: the true labels, untargeted);
     ``pixel_cap`` names a parameter capped at the image's pixel count;
-    ``batch_size`` is the default batch.
+    ``batch_size`` is the default batch; ``implementation`` (``None``: the
+    AdverTorch class itself) returns the class that runs the attack, a
+    drop-in subclass of the AdverTorch class with its constructor.
     """
 
     name: str
@@ -101,6 +112,43 @@ class AttackSpec:
     pixel_cap: str | None = None
     batch_size: int = 100
     released_code: Mapping[str, Any] = field(default_factory=dict)
+    implementation: Callable[[], type] | None = None
+
+    def attack_class(self) -> type:
+        """The class that runs this attack (AdverTorch's, or its drop-in :attr:`implementation`)."""
+        return self.implementation() if self.implementation else getattr(advertorch_attacks(), self.advertorch_class)
+
+
+_CANDIDATE_CHUNK = 64
+
+
+@functools.cache
+def batched_single_pixel_attack() -> type:
+    """``BatchedSinglePixelAttack``: AdverTorch's ``SinglePixelAttack`` predicting an image's one-pixel candidates
+    in chunks (see the module docstring); built on first use, since AdverTorch is imported only when needed."""
+
+    class BatchedSinglePixelAttack(advertorch_attacks().SinglePixelAttack):
+        def perturb_single(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            _, h, w = x.shape
+            if self.comply_with_foolbox:
+                np.random.seed(233333)
+                order = torch.from_numpy(np.random.permutation(h * w))
+            else:
+                order = torch.randperm(h * w)
+            pixels = order.to(x.device)[:self.max_pixels]
+            rows, cols = (pixels % w).repeat_interleave(2), (pixels // w).repeat_interleave(2)
+            values = torch.tensor([self.clip_min, self.clip_max], dtype=x.dtype, device=x.device).repeat(len(pixels))
+            for start in range(0, len(rows), _CANDIDATE_CHUNK):
+                part = slice(start, start + _CANDIDATE_CHUNK)
+                batch = x.unsqueeze(0).repeat(len(rows[part]), 1, 1, 1)
+                batch[torch.arange(len(batch)), :, rows[part], cols[part]] = values[part, None]
+                labels = self._get_predicted_label(batch)
+                hit = labels == int(y) if self.targeted else labels != int(y)
+                if hit.any():
+                    return batch[int(hit.nonzero()[0])]
+            return x
+
+    return BatchedSinglePixelAttack
 
 
 ATTACKS: Registry[AttackSpec] = Registry("attack")
@@ -134,7 +182,7 @@ for _spec in (
         "onepixel", "SinglePixelAttack", {"max_pixels": 100},
         {**_PIXEL_RANGE, "targeted": False, "loss_fn": None, "comply_with_foolbox": False},
         "sets single pixels to 0 or 1, up to max_pixels random pixels (Narodytska & Kasiviswanathan 2017)",
-        pixel_cap="max_pixels", batch_size=10,
+        pixel_cap="max_pixels", batch_size=10, implementation=batched_single_pixel_attack,
     ),
     AttackSpec(
         "localsearch", "LocalSearchAttack",
@@ -433,7 +481,7 @@ def adversarial_examples(
             raise ValueError(f"labels must be class indices in [0, {logits.shape[1]}), the model's output size")
         candidates = torch.nonzero(logits.argmax(dim=1) == labels).flatten()
         extra = {"num_classes": logits.shape[1]} if spec.num_classes else {}
-        attacker = getattr(advertorch_attacks(), spec.advertorch_class)(model, **spec.fixed, **extra, **params)
+        attacker = spec.attack_class()(model, **spec.fixed, **extra, **params)
         batches = [candidates[i:i + batch_size] for i in range(0, len(candidates), batch_size)]
         forked = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=forked), tqdm(
