@@ -349,6 +349,22 @@ def test_vit_tokens_layers_and_size():
     assert torch.allclose(seen["logits"], expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("train", [False, True])
+def test_vit_attention_equals_multihead_attention_in_value_and_gradient(train):
+    block = create_model("vit_cifar", width=0.5, seed=0).blocks[0].train(train)
+    y = torch.randn(4, 65, 64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    ours = block.attend(y)
+    ours.square().sum().backward()
+    grads = [y.grad.clone()] + [p.grad.clone() for p in block.attn.parameters()]
+    y.grad = None
+    block.zero_grad()
+    theirs = block.attn(y, y, y, need_weights=False)[0]
+    theirs.square().sum().backward()
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    for mine, reference in zip(grads, [y.grad] + [p.grad for p in block.attn.parameters()]):
+        assert torch.allclose(mine, reference, atol=1e-5)
+
+
 def test_vit_width_keeps_dim_a_multiple_of_heads_and_refuses_bad_sizes():
     assert create_model("vit_cifar", width=0.5).embed.proj.out_channels == 64
     assert create_model("vit_cifar", width=0.3).embed.proj.out_channels == 40

@@ -24,6 +24,7 @@ from numbers import Integral, Real
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from modgraph.models.layers import CifarDefaults, Normalize
@@ -80,9 +81,18 @@ class EncoderBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim),
                                  nn.Dropout(dropout))
 
+    def attend(self, y: torch.Tensor) -> torch.Tensor:
+        """``self.attn(y, y, y)`` (its weights, its dropout on the attention weights) through
+        ``scaled_dot_product_attention``: the same output, faster to train on CPU; ``(N, T, D) -> (N, T, D)``."""
+        n, t, d = y.shape
+        heads = self.attn.num_heads
+        qkv = F.linear(y, self.attn.in_proj_weight, self.attn.in_proj_bias)
+        q, k, v = qkv.view(n, t, 3, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn.dropout if self.training else 0.0)
+        return self.attn.out_proj(out.transpose(1, 2).reshape(n, t, d))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.norm1(x)
-        x = x + self.attn(y, y, y, need_weights=False)[0]
+        x = x + self.attend(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
 
