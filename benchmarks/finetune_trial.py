@@ -3,7 +3,7 @@
     python benchmarks/finetune_trial.py --parent vgg11 --variant vgg11_3 --epochs 4 --lr 0.2 0.05 0.02
 
 The parent is the model store's (trained on first use, like the book's
-chapter 06 parents: recipe, width and seed as given). Each peak learning rate
+chapter 06 parents: recipe, width, epochs and seed as given). Each peak learning rate
 in ``--lr`` fine-tunes a fresh copy of the variant initialised from the
 parent's weights (:func:`modgraph.prune.transfer_weights`); nothing is stored.
 One JSON line per run: accuracy after each epoch, the parent's accuracy,
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="cifar10")
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--recipe", default="quick", help="registered recipe of the parent and the fine-tuning")
+    parser.add_argument("--parent-epochs", type=int, help="the parent's training epochs; default: the recipe's")
     parser.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs")
     parser.add_argument("--lr", type=float, nargs="+", default=[0.2], help="peak learning rates to try")
     parser.add_argument("--warmup-epochs", type=float, help="default: the recipe's, stretched to --epochs")
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         base = get_recipe(args.recipe)
-        spec = ModelSpec(args.parent, args.dataset, recipe=base.name, width=args.width, seed=args.seed)
+        spec = ModelSpec(args.parent, args.dataset, recipe=base.name, epochs=args.parent_epochs, width=args.width,
+                         seed=args.seed)
         tuned = base.for_arch(args.variant, args.epochs)
         recipes = [replace(tuned, name="trial", lr=lr,
                            **({} if args.warmup_epochs is None else {"warmup_epochs": args.warmup_epochs}))
