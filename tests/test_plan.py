@@ -58,3 +58,17 @@ def test_the_built_smoke_book_asked_only_for_planned_models():
     unplanned = [line for line in map(json.loads, log.read_text().splitlines())
                  if not full.covers(line["hash"], line["snapshot_epochs"])]
     assert not unplanned, f"the smoke book asked for models its plan does not list: {unplanned}"
+
+
+def test_fig10_width_and_epochs_move_only_fig10_families():
+    params = {**book.notebook_parameters("06_pruning"), **book.notebook_params(book.get_profile("smoke"), "06_pruning")}
+    specs = {}
+    for fig10_width, fig10_epochs in ((None, None), (0.5, 3)):
+        requests = plan.PLANNERS.get("06_pruning")({**params, "fig10_width": fig10_width, "fig10_epochs": fig10_epochs})
+        specs[fig10_width] = {r.arch: r for r in requests if isinstance(r, ModelSpec)}
+    parents = {parent.lower() for parent in params["fig10_families"]}
+    fig10 = parents | {v.lower() for variants in params["fig10_families"].values() for v in variants}
+    assert fig10 and all(specs[None][m].width == params["width"] and specs[0.5][m].width == 0.5 for m in fig10)
+    assert {specs[0.5][m].epochs for m in parents} == {3} and {specs[None][m].epochs for m in parents} == {None}
+    assert {m: s for m, s in specs[0.5].items() if m not in fig10} == {
+        m: s for m, s in specs[None].items() if m not in fig10}

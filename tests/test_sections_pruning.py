@@ -38,6 +38,16 @@ def test_settings_validate_and_build_specs():
         "vgg11_2", parent, "transfer", 1, 2, 0.125)
     with pytest.raises(ValueError, match="'vgg19_2' is not 'vgg11'"):
         settings.variant_spec(parent, "vgg19_2")
+    assert settings.for_parents() is settings
+    wide = settings.for_parents(0.5, 3)
+    wide_parent = wide.parent_spec("vgg11", "digits")
+    wide_child = wide.variant_spec(wide_parent, "vgg11_2")
+    assert (wide_parent.width, wide_parent.epochs, wide_child.width, wide_child.epochs) == (0.5, 3, 0.5, 1)
+    assert replace(wide, width=0.125, epochs=None) == settings == settings.for_parents(None, None)
+    with pytest.raises(ValueError, match="width must be"):
+        settings.for_parents(width=0.0)
+    with pytest.raises(ValueError, match="epochs must be an int >= 1"):
+        settings.for_parents(epochs=0)
     with pytest.raises(ValueError, match="unknown recipe 'slow'; valid choices: fast, paper, quick, smoke"):
         PruneSettings(recipe="slow", finetune_epochs=1)
     with pytest.raises(ValueError, match="finetune_epochs must be an int >= 1"):

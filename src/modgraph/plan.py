@@ -109,10 +109,11 @@ def _pruning(p: Mapping[str, Any]) -> list[Request]:
                                      width=p["width"], seed=p["seed"], curve=CurveSettings.from_dict(p),
                                      threshold=p["threshold"])
     out: list[Request] = []
-    for families, datasets in ((p["fig9_families"], [p["dataset"]]), (p["fig10_families"], p["fig10_datasets"])):
+    for families, datasets, at in ((p["fig9_families"], [p["dataset"]], settings),
+                                   (p["fig10_families"], p["fig10_datasets"], settings.for_parents(p["fig10_width"], p["fig10_epochs"]))):
         for ds in datasets:
             for parent, variants in families.items():
-                out.extend(pruning.family_specs(parent, variants, ds, settings).values())
+                out.extend(pruning.family_specs(parent, variants, ds, at).values())
     parent = settings.parent_spec(p["table1_arch"], p["dataset"], p["table1_width"])
     out.append(Derived("pruned_by_curve", parent, settings, settings.finetune_epochs))
     return out

@@ -26,7 +26,7 @@ paper's own numbers are quoted in :mod:`modgraph.paper`.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
@@ -92,6 +92,11 @@ class PruneSettings:
             int_at_least(self.epochs, "epochs")
         positive_number(self.width, "width")
         finite_number(self.threshold, "threshold")
+
+    def for_parents(self, width: float | None = None, epochs: int | None = None) -> "PruneSettings":
+        """These settings with parents of width multiplier ``width`` trained ``epochs`` epochs (``None``: unchanged)."""
+        changes = {k: v for k, v in (("width", width), ("epochs", epochs)) if v is not None}
+        return replace(self, **changes) if changes else self
 
     def parent_spec(self, arch: str, dataset: str, width: float | None = None) -> "ModelSpec":
         """The store spec of the trained parent ``arch`` on ``dataset`` at ``width`` (``None``: the settings')."""
