@@ -415,7 +415,7 @@ def test_whiten_stem_keeps_filters_beyond_twice_the_patch_size_and_zeroes_a_bias
 
 def test_whiten_recipe_whitens_before_epoch_zero_and_keeps_other_identities(small, tmp_path):
     train, test = small
-    assert "whiten" not in get_recipe("fast").to_dict() and get_recipe("quick").to_dict()["whiten"] is True
+    assert "whiten" not in get_recipe("paper").to_dict() and get_recipe("quick").to_dict()["whiten"] is True
     recipe = dataclasses.replace(RECIPE, epochs=1, whiten=True)
     assert recipe.to_dict()["whiten"] is True
     model = TinyNet()
@@ -441,7 +441,7 @@ def test_dirac_init_makes_equal_width_convolutions_identities():
     widening = model.stage2[0].conv
     y = torch.randn(2, widening.in_channels, 8, 8)
     assert torch.allclose(widening(y)[:, :widening.in_channels], y, atol=1e-6)
-    assert "dirac" not in get_recipe("fast").to_dict() and dataclasses.replace(RECIPE, dirac=True).to_dict()["dirac"]
+    assert "dirac" not in get_recipe("paper").to_dict() and dataclasses.replace(RECIPE, dirac=True).to_dict()["dirac"]
 
 
 def test_dirac_init_leaves_residual_blocks_alone():
@@ -484,7 +484,7 @@ def test_ema_averages_the_weights_it_evaluates_and_returns(small, tmp_path):
     resume = torch.load(tmp_path / RESUME_FILE, weights_only=True)
     assert all(torch.equal(snapshot[k], resume["average"][k]) for k in snapshot)
     assert not all(torch.equal(snapshot[k], resume["model"][k]) for k in snapshot)
-    assert "ema" not in get_recipe("fast").to_dict() and EMA.to_dict()["ema"] == 0.9
+    assert "ema" not in get_recipe("paper").to_dict() and EMA.to_dict()["ema"] == 0.9
     with pytest.raises(ValueError, match=r"ema must be in \[0, 1\)"):
         dataclasses.replace(RECIPE, ema=1.0)
 

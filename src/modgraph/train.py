@@ -284,7 +284,9 @@ for _recipe in (
            milestones=(50, 100), gamma=0.1, description="the paper's recipe: 150 epochs, x0.1 at 50 and 100"),
     Recipe("fast", epochs=30, batch_size=512, lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
            schedule="linear", warmup_epochs=2, label_smoothing=0.1, use_amp=True, channels_last=True,
-           compile=True, description="30 epochs, linear warm-up then linear decay, bf16 on GPU"),
+           compile=True, whiten=True, dirac=True, ema=0.99,
+           description="30 epochs, linear warm-up then linear decay, patch-whitened stem, identity-initialised "
+                       "plain stacks, weight averaging, bf16 on GPU"),
     Recipe("quick", epochs=16, batch_size=256, lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
            schedule="linear", warmup_epochs=1.6, label_smoothing=0.1, pad=2, dropout=0.0, use_amp=True,
            channels_last=True, whiten=True, dirac=True, ema=0.99, epochs_by_arch={"vgg11": 28, "vgg19": 24},
