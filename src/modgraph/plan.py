@@ -108,9 +108,10 @@ def _pruning(p: Mapping[str, Any]) -> list[Request]:
     settings = pruning.PruneSettings(recipe=p["recipe"], epochs=p["epochs"], finetune_epochs=p["finetune_epochs"],
                                      width=p["width"], seed=p["seed"], curve=CurveSettings.from_dict(p),
                                      threshold=p["threshold"])
+    fig10 = settings.for_parents(p["fig10_width"], p["fig10_epochs"])
     out: list[Request] = []
     for families, datasets, at in ((p["fig9_families"], [p["dataset"]], settings),
-                                   (p["fig10_families"], p["fig10_datasets"], settings.for_parents(p["fig10_width"], p["fig10_epochs"]))):
+                                   (p["fig10_families"], p["fig10_datasets"], fig10)):
         for ds in datasets:
             for parent, variants in families.items():
                 out.extend(pruning.family_specs(parent, variants, ds, at).values())
