@@ -327,3 +327,20 @@ def test_staging_writes_the_claims_page_and_publishes_results(project):
         .read_bytes() == b"png"
     staged = json.loads((project / "_build/smoke/src/notebooks/aa_first.ipynb").read_text())
     assert staged["cells"][1]["metadata"]["tags"] == ["parameters", "remove-cell"]
+
+
+def test_build_says_how_long_the_missing_models_will_train(project, fake_execute, fake_build, monkeypatch, capsys):
+    from modgraph import plan
+    from modgraph.store import ModelSpec
+
+    spec = ModelSpec("vgg11", "digits", recipe="smoke")
+    item = plan.PlanItem("k1", "vgg11 on digits", spec, None, None, 0, ("aa_first",), macs=2_000_000,
+                         images=1_000, epochs=3, stored=False)
+    monkeypatch.setattr(plan, "make_plan", lambda profile, **kw: plan.Plan(profile, (item,)))
+    monkeypatch.setattr(plan, "training_rate", lambda spec: 10.0)  # 10 images/s: 3 epochs of 1000 take 300 s
+    book.run_book("smoke", progress=True)
+    err = capsys.readouterr().err
+    assert "book: 1 model(s) to train, estimated 5 min 0 s on this machine" in err
+    assert "make models PROFILE=smoke" in err and err.index("estimated") < err.index("aa_first: executing")
+    book.run_book("smoke", progress=True)  # nothing stale: nothing to execute, no estimate
+    assert "estimated" not in capsys.readouterr().err

@@ -165,6 +165,7 @@ def test_pure_quantities_match_their_definitions():
     a, b = np.array([0.1, 0.5, 0.8]), np.array([0.15, 0.3, 0.8])
     assert claims.max_spread([a, b]) == pytest.approx(np.abs(a - b).max())
     assert claims.max_spread([a, a, a]) == 0.0
+    np.testing.assert_allclose(claims.layer_spreads([a, b, (a + b) / 2]), [0.05, 0.2, 0.0], atol=1e-12)
     assert claims.largest_step([0.9, 0.8, 0.5]) < 0 < claims.largest_step([0.9, 0.8, 0.85])
     assert claims.depth_range_ratio([0.2, 0.25, 0.3], [0.1, 0.5, 0.9]) == pytest.approx(0.125)
     # invariant to shifting either curve, and to scaling both together
@@ -175,6 +176,8 @@ def test_pure_quantities_match_their_definitions():
 def test_pure_quantities_reject_bad_shapes():
     with pytest.raises(ValueError, match="C >= 2 curves"):
         claims.max_spread([[0.1, 0.2]])
+    with pytest.raises(ValueError, match="C >= 2 curves"):
+        claims.layer_spreads([0.1, 0.2])
     with pytest.raises(ValueError, match=r"at least 2 values, got shape \(1,\)"):
         claims.largest_step([0.3])
     with pytest.raises(ValueError, match="same layers"):

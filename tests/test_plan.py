@@ -72,3 +72,51 @@ def test_fig10_width_and_epochs_move_only_fig10_families():
     assert {specs[0.5][m].epochs for m in parents} == {3} and {specs[None][m].epochs for m in parents} == {None}
     assert {m: s for m, s in specs[0.5].items() if m not in fig10} == {
         m: s for m, s in specs[None].items() if m not in fig10}
+
+
+def test_format_duration():
+    assert [plan.format_duration(s) for s in (0, 42, 95, 3599, 8000, 7200)] == \
+        ["0 s", "42 s", "1 min 35 s", "1 h 0 min", "2 h 13 min", "2 h 0 min"]
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="finite number >= 0"):
+            plan.format_duration(bad)
+
+
+def test_estimate_times_each_recipe_once_on_its_costliest_model_and_scales_by_cost(smoke_plan):
+    timed = []
+
+    def rate(spec):
+        timed.append(spec)
+        return 250.0
+
+    todo = smoke_plan.missing()
+    estimate = plan.estimate_training(smoke_plan, rate=rate)
+    recipes = {(item.spec or item.derived.parent).recipe for item in todo}
+    assert len(timed) == len(recipes) == len(estimate.rates) and set(estimate.seconds) == {i.key for i in todo}
+    items = {item.key: item for item in todo}
+    for recipe, key in estimate.timed.items():
+        same = [i for i in todo if (i.spec or i.derived.parent).recipe == recipe]
+        assert items[key].cost == max(i.cost for i in same)
+        assert estimate.rates[recipe] == pytest.approx(250.0 * items[key].macs)
+        for i in same:  # time proportional to cost: cost / (images/s x MACs per image of the timed model)
+            assert estimate.seconds[i.key] == pytest.approx(i.cost / estimate.rates[recipe])
+    assert estimate.total_s == pytest.approx(sum(estimate.seconds.values()))
+    twice = plan.estimate_training(smoke_plan, rate=lambda spec: 500.0)
+    assert twice.total_s == pytest.approx(estimate.total_s / 2)  # twice the speed, half the time
+    assert "to train, estimated" in estimate.summary()
+    with pytest.raises(ValueError, match="images/s > 0"):
+        plan.estimate_training(smoke_plan, rate=lambda spec: 0.0)
+
+
+def test_estimate_of_a_plan_with_nothing_missing_times_nothing(smoke_plan):
+    from dataclasses import replace
+
+    stored = replace(smoke_plan, items=tuple(replace(item, stored=True) for item in smoke_plan.items
+                                             if item.spec is not None))
+    estimate = plan.estimate_training(stored, rate=lambda spec: pytest.fail("timed a stored model"))
+    assert estimate.seconds == {} and estimate.total_s == 0.0
+
+
+def test_training_rate_times_a_real_step(single_thread):
+    spec = ModelSpec("vgg11", "digits", recipe="smoke", width=0.0625)
+    assert plan.training_rate(spec, steps=1, warmup=0, device="cpu") > 0

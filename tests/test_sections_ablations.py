@@ -147,3 +147,20 @@ def test_reference_table_reads_the_reference_and_untrained_curves():
     assert row["layers"] == 6 and row["Q last layer"] == pytest.approx(0.9)
     assert row["Q first layer, initial weights"] == pytest.approx(0.3)
     assert row["Q last layer, initial weights"] == pytest.approx(0.35)
+
+
+def test_divergence_table_finds_the_layer_where_curves_differ_most():
+    result = synthetic({10: 0.88, 20: 0.85})
+    layers = result.reference.layers
+    result.by_k[5] = Curve(layers, [[0.1, 0.2, 0.3, 0.6, 0.8, 0.92]])  # 0.1 below k = 3 at l2, 0.02 above at l5
+    result = replace(result, alternative=Curve(layers, [[0.1, 0.2, 0.4, 0.6, 0.87, 0.9]]))
+    table = abl.divergence_table({"m": result}).set_index("compared")
+    assert list(table.index) == ["50, 100", "3, 5", "cosine, pearson"]
+    small_k = table.loc["3, 5"]
+    assert (small_k["layer of largest spread"], small_k["depth"]) == ("l2", "3 of 6")
+    assert small_k["largest spread"] == pytest.approx(0.1) and small_k["reference Q there"] == pytest.approx(0.4)
+    assert small_k["spread at the last layer"] == pytest.approx(0.02)
+    similarity = table.loc["cosine, pearson"]
+    assert similarity["layer of largest spread"] == "l4" and similarity["largest spread"] == pytest.approx(0.07)
+    assert table.loc["50, 100", "largest spread"] == pytest.approx(0.0)
+    assert (table["largest spread"] >= table["spread at the last layer"]).all()

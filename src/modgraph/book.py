@@ -409,6 +409,16 @@ def _plan(profile: Profile, names: Sequence[str], *, force: bool) -> list[tuple[
     return plan
 
 
+def _say_training_estimate(profile: str) -> None:
+    """Print how long the models the chapters will train take here (:func:`modgraph.plan.estimate_training`)."""
+    from modgraph.plan import estimate_training, make_plan
+
+    models = make_plan(profile)
+    if models.missing():
+        _say(True, f"book: {estimate_training(models).summary()}; the chapters train them when they first need "
+                   f"them (`make models PROFILE={profile}` trains them beforehand, on a cluster too)")
+
+
 def _execute_plan(profile: Profile, plan: Sequence[tuple[str, dict, str | None]], *, progress: bool) -> None:
     for i, (name, params, why) in enumerate(plan, 1):
         head = f"[{i}/{len(plan)}] {name}"
@@ -432,7 +442,10 @@ def run_book(profile: str = "auto", *, force: bool = False, progress: bool = Tru
         template_path(name)
     start = time.perf_counter()
     _say(progress, f"book: profile {prof.name} ({prof.description or 'no description'})")
-    _execute_plan(prof, _plan(prof, names, force=force), progress=progress)
+    plan = _plan(prof, names, force=force)
+    if progress and any(why for _, _, why in plan):
+        _say_training_estimate(prof.name)
+    _execute_plan(prof, plan, progress=progress)
     index = build_html(prof.name, {n: _executed_path(prof.name, n) for n in names}, progress=progress)
     _say(progress, f"book: built in {time.perf_counter() - start:.1f} s")
     return index

@@ -39,6 +39,7 @@ __all__ = [
     "linear_correlation",
     "early_layers",
     "early_mean",
+    "layer_spreads",
     "max_spread",
     "largest_step",
     "depth_range_ratio",
@@ -213,10 +214,14 @@ def early_mean(values: np.ndarray | Sequence[float]) -> float:
     return float(q[: early_layers(q.size)].mean())
 
 
+def layer_spreads(values: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+    """``max - min over curves`` at each layer of ``values`` (C >= 2, L) -> (L,): 0 where all curves coincide."""
+    return np.ptp(_curve_stack(values, 2), axis=0)
+
+
 def max_spread(values: np.ndarray | Sequence[Sequence[float]]) -> float:
-    """``max over layers of (max - min over curves)`` of ``values`` (C >= 2, L): 0 when all curves coincide."""
-    q = _curve_stack(values, 2)
-    return float(np.ptp(q, axis=0).max())
+    """``max over layers of`` :func:`layer_spreads` of ``values`` (C >= 2, L): 0 when all curves coincide."""
+    return float(layer_spreads(values).max())
 
 
 def largest_step(values: np.ndarray | Sequence[float]) -> float:

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from modgraph.claims import Claim, check, depth_range_ratio, depth_spearman, early_layers, early_mean, largest_step, max_spread
+from modgraph.claims import (Claim, check, depth_range_ratio, depth_spearman, early_layers, early_mean, largest_step,
+                             layer_spreads, max_spread)
 from modgraph.curve import Curve, CurveSettings
 from modgraph.graph import SIMILARITIES
 from modgraph.paper import FLAT_RATIO, OVERLAP_TOLERANCE
@@ -37,6 +38,8 @@ __all__ = [
     "model_ablation",
     "ablation_study",
     "reference_table",
+    "COMPARED_PANELS",
+    "divergence_table",
 ]
 
 
@@ -266,3 +269,29 @@ def reference_table(study: Mapping[str, ModelAblation]) -> pd.DataFrame:
     columns = ["model", "layers", "test accuracy (%)", "Q first layer", "Q last layer",
                "Q first layer, initial weights", "Q last layer, initial weights"]
     return pd.DataFrame(rows, columns=columns)
+
+
+COMPARED_PANELS: tuple[str, ...] = ("n", "small_k", "similarity")
+"""The :data:`PANELS` whose curves the claims expect to nearly coincide somewhere (N: at the last layer)."""
+
+
+def divergence_table(study: Mapping[str, ModelAblation]) -> pd.DataFrame:
+    """Where the curves of each :data:`COMPARED_PANELS` entry differ most: one row per model and panel.
+
+    Columns: the settings compared, the layer with the largest spread of Q
+    (max - min over the panel's mean curves; its depth as "i of L"), that
+    spread, the reference curve's Q there, and the spread at the last layer.
+    """
+    rows = []
+    for model, result in study.items():
+        for name in COMPARED_PANELS:
+            curves = PANELS.get(name)[1](result)
+            spreads = layer_spreads([c.mean for c in curves.values()])
+            at = int(spreads.argmax())
+            rows.append({"model": model, "compared": ", ".join(map(str, curves)),
+                         "layer of largest spread": result.reference.layers[at],
+                         "depth": f"{at + 1} of {spreads.size}", "largest spread": float(spreads[at]),
+                         "reference Q there": float(result.reference.mean[at]),
+                         "spread at the last layer": float(spreads[-1])})
+    return pd.DataFrame(rows, columns=["model", "compared", "layer of largest spread", "depth", "largest spread",
+                                       "reference Q there", "spread at the last layer"])
