@@ -331,16 +331,25 @@ def test_staging_writes_the_claims_page_and_publishes_results(project):
 
 def test_build_says_how_long_the_missing_models_will_train(project, fake_execute, fake_build, monkeypatch, capsys):
     from modgraph import plan
+    from modgraph.registry import Registry
     from modgraph.store import ModelSpec
 
-    spec = ModelSpec("vgg11", "digits", recipe="smoke")
-    item = plan.PlanItem("k1", "vgg11 on digits", spec, None, None, 0, ("aa_first",), macs=2_000_000,
-                         images=1_000, epochs=3, stored=False)
-    monkeypatch.setattr(plan, "make_plan", lambda profile, **kw: plan.Plan(profile, (item,)))
-    monkeypatch.setattr(plan, "training_rate", lambda spec: 10.0)  # 10 images/s: 3 epochs of 1000 take 300 s
+    asked = []
+    planners = Registry("notebook planner")
+    for name in ("aa_first", "bb_second"):
+        planners.register(name, lambda params, name=name: asked.append((name, params)) or
+                          [ModelSpec("vgg11", "digits", recipe="smoke", width=0.0625)])
+    monkeypatch.setattr(plan, "PLANNERS", planners)
+    monkeypatch.setattr(plan, "training_rate", lambda spec: 10.0)  # 10 images/s
     book.run_book("smoke", progress=True)
     err = capsys.readouterr().err
-    assert "book: 1 model(s) to train, estimated 5 min 0 s on this machine" in err
+    images, _, _ = plan._dataset_facts("digits")
+    seconds = images * ModelSpec("vgg11", "digits", recipe="smoke").recipe_config().epochs / 10.0
+    assert f"book: 1 model(s) to train, estimated {plan.format_duration(seconds)} on this machine" in err
     assert "make models PROFILE=smoke" in err and err.index("estimated") < err.index("aa_first: executing")
-    book.run_book("smoke", progress=True)  # nothing stale: nothing to execute, no estimate
-    assert "estimated" not in capsys.readouterr().err
+    assert [(name, params["x"]) for name, params in asked] == [("aa_first", 2), ("bb_second", 2)]
+    asked.clear()
+    book.run_book("smoke", progress=True)  # nothing stale: nothing executes, nothing is estimated
+    assert "estimated" not in capsys.readouterr().err and asked == []
+    book.run_figure("bb_second", {"x": 7}, "smoke", progress=True)  # the figure's own parameters are planned
+    assert "estimated" in capsys.readouterr().err and [(n, p["x"]) for n, p in asked] == [("bb_second", 7)]

@@ -409,14 +409,16 @@ def _plan(profile: Profile, names: Sequence[str], *, force: bool) -> list[tuple[
     return plan
 
 
-def _say_training_estimate(profile: str) -> None:
-    """Print how long the models the chapters will train take here (:func:`modgraph.plan.estimate_training`)."""
-    from modgraph.plan import estimate_training, make_plan
+def _say_training_estimate(profile: str, notebooks: Mapping[str, Mapping[str, Any]]) -> None:
+    """Print how long the models that ``notebooks`` (name -> the parameters it runs with) will train take
+    here (:func:`modgraph.plan.estimate_training`); nothing when the store holds them all."""
+    from modgraph.plan import PLANNERS, estimate_training, make_plan
 
-    models = make_plan(profile)
+    requests = {name: PLANNERS.get(name)({**notebook_parameters(name), **params}) for name, params in notebooks.items()}
+    models = make_plan(profile, requests=requests)
     if models.missing():
         _say(True, f"book: {estimate_training(models).summary()}; the chapters train them when they first need "
-                   f"them (`make models PROFILE={profile}` trains them beforehand, on a cluster too)")
+                   f"them (`make models PROFILE={profile}` trains the book's models beforehand, on a cluster too)")
 
 
 def _execute_plan(profile: Profile, plan: Sequence[tuple[str, dict, str | None]], *, progress: bool) -> None:
@@ -444,7 +446,7 @@ def run_book(profile: str = "auto", *, force: bool = False, progress: bool = Tru
     _say(progress, f"book: profile {prof.name} ({prof.description or 'no description'})")
     plan = _plan(prof, names, force=force)
     if progress and any(why for _, _, why in plan):
-        _say_training_estimate(prof.name)
+        _say_training_estimate(prof.name, {name: params for name, params, why in plan if why})
     _execute_plan(prof, plan, progress=progress)
     index = build_html(prof.name, {n: _executed_path(prof.name, n) for n in names}, progress=progress)
     _say(progress, f"book: built in {time.perf_counter() - start:.1f} s")
@@ -469,6 +471,8 @@ def run_figure(notebook: str, overrides: Mapping[str, Any], profile: str = "auto
     params.update(overrides)
     check_together(notebook, {**declared, **params}, f"overrides {dict(overrides)}")
     plan = [entry for entry in _plan(prof, names, force=force) if entry[0] != notebook]
+    if progress:
+        _say_training_estimate(prof.name, {**{name: p for name, p, why in plan if why}, notebook: params})
     _execute_plan(prof, plan, progress=progress)
     _say(progress, f"{notebook}: executing with {dict(overrides)} into results/{tag}/")
     seconds = execute_notebook(notebook, params, tag, progress=progress)

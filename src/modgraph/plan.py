@@ -365,11 +365,15 @@ def _label(spec: ModelSpec) -> str:
     return f"{spec.arch} on {spec.dataset} ({', '.join(extra)})"
 
 
-def make_plan(profile: str, *, resolve: bool = True, progress: bool = False) -> Plan:
+def make_plan(profile: str, *, resolve: bool = True, progress: bool = False,
+              requests: Mapping[str, Sequence[Request]] | None = None) -> Plan:
     """The plan of ``profile`` (see the module docstring).
 
     ``resolve``: turn a :class:`Derived` request whose parent is stored into its
     spec (this loads the parent and measures its curve when the cache lacks it).
+    ``requests``: notebook -> its model requests, to plan only these (e.g. the
+    chapters a build will execute); default: every notebook's under ``profile``
+    (:func:`notebook_requests`).
     """
     specs: dict[str, ModelSpec] = {}
     used: dict[str, list[str]] = {}
@@ -386,8 +390,8 @@ def make_plan(profile: str, *, resolve: bool = True, progress: bool = False) -> 
         if nb not in used.setdefault(key, []):
             used[key].append(nb)
 
-    for nb, requests in notebook_requests(profile).items():
-        for request in requests:
+    for nb, asked in (notebook_requests(profile) if requests is None else requests).items():
+        for request in asked:
             if isinstance(request, Derived):
                 add(request.parent, nb)
                 derived.setdefault(request.key, request)
