@@ -69,9 +69,10 @@ lab: setup shared-data
 
 EXECUTOR ?= local
 MODELS_FLAGS ?=
-# The models a profile's notebooks need (cost, stored?); train the missing ones as submitit jobs.
+PLAN_FLAGS ?=
+# The models a profile's notebooks need (cost, stored?; PLAN_FLAGS=--estimate: their training time here); train the missing ones as submitit jobs.
 plan: setup
-	$(BIN)/python -m modgraph plan --profile $(PROFILE)
+	$(BIN)/python -m modgraph plan --profile $(PROFILE) $(PLAN_FLAGS)
 
 models: setup
 	$(BIN)/python -m modgraph models --profile $(PROFILE) --executor $(EXECUTOR) $(MODELS_FLAGS)
