@@ -120,3 +120,25 @@ def test_estimate_of_a_plan_with_nothing_missing_times_nothing(smoke_plan):
 def test_training_rate_times_a_real_step(single_thread):
     spec = ModelSpec("vgg11", "digits", recipe="smoke", width=0.0625)
     assert plan.training_rate(spec, steps=1, warmup=0, device="cpu") > 0
+
+
+def test_plan_command_estimates_on_request(smoke_plan, tmp_path, monkeypatch, capsys):
+    from dataclasses import replace
+
+    from modgraph.cli import main
+
+    monkeypatch.setattr(plan, "training_rate", lambda spec: 100.0)
+    monkeypatch.setattr(plan, "make_plan", lambda profile, resolve=True: smoke_plan)
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--profile", "smoke", "--estimate", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "estimated time" in printed and "model(s) to train, estimated" in printed
+    saved = json.loads(out.read_text())
+    expected = plan.estimate_training(smoke_plan, rate=lambda spec: 100.0).total_s
+    assert saved["estimated_training_s"] == pytest.approx(expected, abs=0.1) and expected > 0
+    assert main(["plan", "--profile", "smoke"]) == 0
+    assert "estimated time" not in capsys.readouterr().out  # only on request
+    stored = replace(smoke_plan, items=tuple(replace(i, stored=True) for i in smoke_plan.items if i.spec is not None))
+    monkeypatch.setattr(plan, "make_plan", lambda profile, resolve=True: stored)
+    assert main(["plan", "--profile", "smoke", "--estimate"]) == 0
+    assert "nothing to train" in capsys.readouterr().out

@@ -49,6 +49,8 @@ def run_plan(args: argparse.Namespace) -> int:
     print(plan.summary())
     if estimate is not None:
         print(estimate.summary())
+    elif args.estimate:
+        print("nothing to train: the store holds every model of the plan")
     if args.json is not None:
         provenance.atomic_write_json(args.json, {
             "profile": plan.profile, "total_macs": plan.total_macs,
