@@ -79,3 +79,20 @@ def test_tsne_figure_titles_show_each_layers_q():
         tsne.tsne_figure(emb, [0, 1, 2, 0], ["a", "b"], title="t")
     with pytest.raises(ValueError, match="curve has no layers"):
         tsne.tsne_figure({"conv9": np.zeros((4, 2))}, [0, 1, 1, 0], ["a", "b"], curve=c, title="t")
+
+
+def test_agreement_figure_draws_a_line_per_rank_and_the_alternative():
+    from modgraph.agreement import Agreement
+    from modgraph.plots import ablations
+
+    result = Agreement(("a", "b", "c"), {"cosine": np.tile([0.9, 0.6, 0.3], (3, 1)),
+                                         "pearson": np.tile([1.0, 0.8, 0.6], (3, 1))})
+    fig = ablations.agreement_figure({"m1": result, "m2": result}, ranks=(1, 3), similarity="cosine",
+                                     alternative="pearson", k=2, title="t")
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == ["first 1, cosine", "first 3, cosine", "first 2, pearson"]
+    np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), [0.6] * 3)  # mean of 0.9, 0.6, 0.3
+    np.testing.assert_allclose(ax.get_lines()[2].get_ydata(), [0.9] * 3)
+    assert len([a for a in fig.axes if a.get_visible()]) == 2
+    with pytest.raises(ValueError, match="at least one model"):
+        ablations.agreement_figure({}, ranks=(1,), similarity="cosine", title="t")

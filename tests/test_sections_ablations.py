@@ -164,3 +164,18 @@ def test_divergence_table_finds_the_layer_where_curves_differ_most():
     assert similarity["layer of largest spread"] == "l4" and similarity["largest spread"] == pytest.approx(0.07)
     assert table.loc["50, 100", "largest spread"] == pytest.approx(0.0)
     assert (table["largest spread"] >= table["spread at the last layer"]).all()
+
+
+def test_agreement_study_measures_the_reference_samples_once(stored_vgg):
+    from modgraph.agreement import layer_agreement
+
+    images, labels = stored_vgg.data.tensors()
+    first = abl.agreement_study([stored_vgg.spec], DIGITS, progress=False)["vgg11"]
+    calls = len(stored_vgg.calls)
+    again = abl.agreement_study([stored_vgg.spec], DIGITS, progress=False)["vgg11"]
+    assert len(stored_vgg.calls) == calls and again.to_dict() == first.to_dict()  # read from the cache
+    direct = layer_agreement(stored_vgg.model, images, labels, DIGITS.curve, ranks=max(DIGITS.small_ks),
+                             similarities=("cosine", "pearson"))
+    for similarity in ("cosine", "pearson"):
+        np.testing.assert_allclose(first.values[similarity], direct.values[similarity])
+    assert first.layers == abl.model_ablation(stored_vgg.spec, DIGITS, progress=False).reference.layers

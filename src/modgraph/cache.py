@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from modgraph.attacks import AdversarialResult, AdversarialSettings
     from modgraph.cka import LayerComparison
+    from modgraph.agreement import Agreement
     from modgraph.store import ModelSpec, WeightsSource
 
 __all__ = [
@@ -47,9 +48,11 @@ __all__ = [
     "COMPARISON_CODE",
     "ATTACK_CODE",
     "TSNE_CODE",
+    "AGREEMENT_CODE",
     "curve",
     "sweep",
     "comparison",
+    "agreement",
     "adversarial_key",
     "adversarial",
     "attack_curves",
@@ -134,6 +137,9 @@ ATTACK_CODE = ("modgraph.attacks", "modgraph.store")
 
 TSNE_CODE = ("modgraph.embeddings", "modgraph.store")
 """The code of the t-SNE embeddings of :func:`cached_embeddings` (with all it imports)."""
+
+AGREEMENT_CODE = ("modgraph.agreement", "modgraph.store")
+"""The code of the rank agreement of :func:`agreement` (with all it imports)."""
 
 
 def _of_source(kind: str, source: "WeightsSource", config: Mapping[str, Any],
@@ -239,6 +245,30 @@ def comparison(
     value = _of_source("cka", source, {**settings.to_dict(), "debiased": debiased}, measure, code=COMPARISON_CODE,
                        dataset=None, split="test", device=device, progress=progress, meta={"weights": kind})
     return LayerComparison.from_dict(value)
+
+
+def agreement(
+    source: "WeightsSource",
+    settings: CurveSettings = CurveSettings(),
+    *,
+    ranks: int,
+    similarities: Sequence[str] = ("cosine",),
+    device: str | None = None,
+    progress: bool = True,
+) -> "Agreement":
+    """:func:`modgraph.agreement.layer_agreement` of the network at ``source`` on its data set's test split (the
+    samples and layers of its curve with ``settings``), cached under ``data/cache/agreement/``."""
+    from modgraph.agreement import Agreement, layer_agreement
+
+    names = [s.lower() for s in similarities]
+
+    def measure(model, images, labels, meta):
+        return layer_agreement(model, images, labels, settings, ranks=ranks, similarities=names, device=device,
+                               meta=meta, progress=progress).to_dict()
+
+    value = _of_source("agreement", source, {**settings.to_dict(), "ranks": ranks, "similarities": names}, measure,
+                       code=AGREEMENT_CODE, dataset=None, split="test", device=device, progress=progress)
+    return Agreement.from_dict(value)
 
 
 def _adversarial_config(spec: "ModelSpec", attack: str, settings: "AdversarialSettings") -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Figs. 7 and B11-B13: modularity curves under varied settings, one panel per model, and a trend panel."""
+"""Figs. 7 and B11-B13: modularity curves under varied settings, one panel per model, and a trend panel; and the
+share of same-class neighbours behind them (beyond the paper)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import numpy as np
 from modgraph.plots.curves import plot_curves
 
 if TYPE_CHECKING:
+    from modgraph.agreement import Agreement
     from modgraph.curve import Curve
     from modgraph.sections.ablations import ModelAblation
 
-__all__ = ["plot_trend", "sweep_figure", "ablation_figure"]
+__all__ = ["plot_trend", "sweep_figure", "ablation_figure", "agreement_figure"]
 
 
 def plot_trend(
@@ -104,3 +106,46 @@ def ablation_figure(
     return sweep_figure({model: result.panel(panel) for model, result in study.items()}, title=title,
                         trend=lines or None, trend_xlabel=trend_xlabel, log_x=log_x, ncols=ncols,
                         trend_title="mean Q against the setting" if lines else None)
+
+
+def agreement_figure(
+    agreements: Mapping[str, "Agreement"],
+    *,
+    ranks: Sequence[int],
+    similarity: str,
+    alternative: str | None = None,
+    k: int | None = None,
+    title: str,
+    ncols: int = 3,
+    panel_size: tuple[float, float] = (5.0, 3.6),
+) -> plt.Figure:
+    """A panel per model: over depth, the share of each sample's first r neighbours in its class
+    (:meth:`modgraph.agreement.Agreement.within`), one solid line per r in ``ranks`` with ``similarity``, and
+    (given ``alternative`` and ``k``) a dashed line for the first ``k`` with ``alternative``."""
+    if not agreements:
+        raise ValueError("agreement_figure needs at least one model")
+    if not ranks:
+        raise ValueError("agreement_figure needs at least one rank")
+    ncols = max(1, min(ncols, len(agreements)))
+    nrows = math.ceil(len(agreements) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows), squeeze=False)
+    flat = list(axes.flat)
+    colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(ranks)))
+    for ax, (model, agreement) in zip(flat, agreements.items()):
+        depth = np.arange(1, len(agreement.layers) + 1)
+        for r, colour in zip(ranks, colours):
+            ax.plot(depth, agreement.within(similarity, r), marker="o", markersize=3, color=colour,
+                    label=f"first {r}, {similarity}")
+        if alternative is not None and k is not None:
+            ax.plot(depth, agreement.within(alternative, k), linestyle="--", color="tab:red",
+                    label=f"first {k}, {alternative}")
+        ax.set_title(model)
+        ax.set_xlabel("layer (depth)")
+        ax.set_ylabel("same-class share of neighbours")
+        ax.set_ylim(0, 1)
+        ax.legend(frameon=False, fontsize="small")
+    for ax in flat[len(agreements):]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -28,6 +28,7 @@ from modgraph.paper import FLAT_RATIO, OVERLAP_TOLERANCE
 from modgraph.registry import Registry
 
 if TYPE_CHECKING:
+    from modgraph.agreement import Agreement
     from modgraph.store import ModelSpec
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "reference_table",
     "COMPARED_PANELS",
     "divergence_table",
+    "agreement_study",
 ]
 
 
@@ -295,3 +297,17 @@ def divergence_table(study: Mapping[str, ModelAblation]) -> pd.DataFrame:
                          "spread at the last layer": float(spreads[-1])})
     return pd.DataFrame(rows, columns=["model", "compared", "layer of largest spread", "depth", "largest spread",
                                        "reference Q there", "spread at the last layer"])
+
+
+def agreement_study(specs: Sequence["ModelSpec"], settings: AblationSettings, *, device: str | None = None,
+                    progress: bool = True) -> dict[str, "Agreement"]:
+    """Arch -> the rank agreement (:func:`modgraph.cache.agreement`) of every stored model of ``specs`` on the
+    reference curve's samples, ranks 1..max(small_ks), with the reference and the alternative similarity."""
+    from modgraph import cache
+    from modgraph.store import Trained, check_specs
+
+    c = settings.curve
+    return {spec.arch: cache.agreement(Trained(spec), c, ranks=max(settings.small_ks),
+                                       similarities=(c.similarity, settings.alternative), device=device,
+                                       progress=progress)
+            for spec in tqdm(check_specs(specs), desc="agreement", disable=not progress)}
