@@ -124,6 +124,8 @@ API_CASES: list[tuple[str, Callable[[Any], Any], type[Exception], str]] = [
     ("book: snapshots beyond the recipe", lambda h: book.run_figure("01_curves", {"keep_snapshots": {"vgg11": 9}},
                                                                     "smoke"),
      ValueError, r"do not fit together: .*int in 0\.\.2 \(recipe 'smoke' trains 2 epochs\), got 9"),
+    ("book: a k the samples cannot hold", lambda h: book.run_figure("04_ablations", {"small_ks": [3, 600]}, "smoke"),
+     ValueError, r"04_ablations do not fit together: every k must be < n = \d+ .*too large: \[600\]"),
     ("book: override without a value", lambda h: book.parse_overrides([("k",)]), ValueError, "a name and a value"),
 ]
 API_NO_CUDA = [("devices: cuda without CUDA", lambda h: resolve_device("cuda"), ValueError,

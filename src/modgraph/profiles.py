@@ -210,8 +210,17 @@ def _snapshot_checks(last: Callable[[Mapping[str, Any]], Mapping[str, Any]]) -> 
     return check
 
 
+def _ablation_check(params: Mapping[str, Any]) -> None:
+    from modgraph.curve import CurveSettings
+    from modgraph.sections.ablations import AblationSettings
+
+    curve = CurveSettings(**{name: params[name] for name in ("n", "k", "repeats", "seed", "similarity", "tap")})
+    AblationSettings(curve, params["alternative"], params["ns"], params["small_ks"], params["large_ks"])
+
+
 PARAMETER_CHECKS.register("01_curves", _snapshot_checks(lambda p: p["keep_snapshots"]))
 PARAMETER_CHECKS.register("03_training", _snapshot_checks(lambda p: {arch: p["max_epoch"] for arch in p["archs"]}))
+PARAMETER_CHECKS.register("04_ablations", _ablation_check)
 
 
 def check_together(notebook: str, params: Mapping[str, Any], where: str) -> None:
