@@ -69,6 +69,7 @@ def test_layer_agreement_equals_the_share_of_each_layers_knn_lists(digits):
         np.testing.assert_allclose(result.values[similarity], expected)
     np.testing.assert_allclose(result.within("cosine", 3), result.values["cosine"][:, :3].mean(axis=1))
     assert result.meta["n"] == 40 and result.meta["ranks"] == 4
+    assert result.meta["classes"] == np.unique(y).size
     again = Agreement.from_dict(result.to_dict())
     assert again.layers == result.layers and np.array_equal(again.values["pearson"], result.values["pearson"])
 

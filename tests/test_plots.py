@@ -94,5 +94,8 @@ def test_agreement_figure_draws_a_line_per_rank_and_the_alternative():
     np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), [0.6] * 3)  # mean of 0.9, 0.6, 0.3
     np.testing.assert_allclose(ax.get_lines()[2].get_ydata(), [0.9] * 3)
     assert len([a for a in fig.axes if a.get_visible()]) == 2
+    chance = Agreement(result.layers, result.values, {"classes": 10})
+    line = ablations.agreement_figure({"m": chance}, ranks=(1,), similarity="cosine", title="t").axes[0].get_lines()[-1]
+    assert line.get_label() == "chance (1/10)" and list(line.get_ydata()) == [0.1, 0.1]
     with pytest.raises(ValueError, match="at least one model"):
         ablations.agreement_figure({}, ranks=(1,), similarity="cosine", title="t")

@@ -48,7 +48,8 @@ class Agreement:
     """Per layer and similarity, the rank agreement averaged over a curve's repeats.
 
     ``values``: similarity -> (L, R) array (layer, rank 1..R); ``meta``: how it
-    was measured (the curve settings, model, data, times).
+    was measured (the curve settings, model, data, ``classes`` among the
+    samples, times).
     """
 
     layers: tuple[str, ...]
@@ -117,6 +118,7 @@ def layer_agreement(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
             per_set = [rank_agreement(nearest_neighbours(X[torch.as_tensor(rows, device=X.device)], int(ranks),
                                                          name)[0], y[union][rows]) for rows in local[settings.n]]
             values[name].append(np.mean(per_set, axis=0))
-    info = {**dict(meta or {}), **settings.to_dict(), "ranks": int(ranks), "device": str(dev),
+    info = {**dict(meta or {}), **settings.to_dict(), "ranks": int(ranks), "classes": int(np.unique(y[union]).size),
+            "device": str(dev),
             "code_version": provenance.code_version(), "wall_time_s": time.perf_counter() - start}
     return Agreement(tuple(layers), {name: np.array(v) for name, v in values.items()}, info)

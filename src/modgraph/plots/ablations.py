@@ -121,7 +121,8 @@ def agreement_figure(
 ) -> plt.Figure:
     """A panel per model: over depth, the share of each sample's first r neighbours in its class
     (:meth:`modgraph.agreement.Agreement.within`), one solid line per r in ``ranks`` with ``similarity``, and
-    (given ``alternative`` and ``k``) a dashed line for the first ``k`` with ``alternative``."""
+    (given ``alternative`` and ``k``) a dashed line for the first ``k`` with ``alternative``; a dotted line at
+    chance, 1 / the number of classes (``meta["classes"]``), where recorded."""
     if not agreements:
         raise ValueError("agreement_figure needs at least one model")
     if not ranks:
@@ -139,6 +140,9 @@ def agreement_figure(
         if alternative is not None and k is not None:
             ax.plot(depth, agreement.within(alternative, k), linestyle="--", color="tab:red",
                     label=f"first {k}, {alternative}")
+        classes = agreement.meta.get("classes")
+        if classes:
+            ax.axhline(1 / classes, color="grey", linestyle=":", linewidth=1, label=f"chance (1/{classes})")
         ax.set_title(model)
         ax.set_xlabel("layer (depth)")
         ax.set_ylabel("same-class share of neighbours")
