@@ -147,7 +147,7 @@ def agreement_figure(
         ax.set_xlabel("layer (depth)")
         ax.set_ylabel("same-class share of neighbours")
         ax.set_ylim(0, 1)
-        ax.legend(frameon=False, fontsize="small", loc="upper left")  # Q and the shares rise with depth
+        ax.legend(frameon=False, fontsize="small", loc="upper left", ncol=2)  # the shares rise with depth
     for ax in flat[len(agreements):]:
         ax.set_visible(False)
     fig.suptitle(title)
