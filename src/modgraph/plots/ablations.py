@@ -147,9 +147,10 @@ def agreement_figure(
         ax.set_xlabel("layer (depth)")
         ax.set_ylabel("same-class share of neighbours")
         ax.set_ylim(0, 1)
-        ax.legend(frameon=False, fontsize="small", loc="upper left", ncol=2)  # the shares rise with depth
     for ax in flat[len(agreements):]:
         ax.set_visible(False)
+    handles, labels = flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize="small")
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
