@@ -111,14 +111,14 @@ def layer_agreement(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     dev = resolve_device(device)
     stream = iter_layer_features(model, images[torch.from_numpy(union)], tap=settings.tap, device=dev,
                                  progress=progress)
-    layers, values = [], {name: [] for name in names}
+    y, layers, values = y[union], [], {name: [] for name in names}
     for layer, X in stream:
         layers.append(layer)
         for name in names:
             per_set = [rank_agreement(nearest_neighbours(X[torch.as_tensor(rows, device=X.device)], int(ranks),
-                                                         name)[0], y[union][rows]) for rows in local[settings.n]]
+                                                         name)[0], y[rows]) for rows in local[settings.n]]
             values[name].append(np.mean(per_set, axis=0))
-    info = {**dict(meta or {}), **settings.to_dict(), "ranks": int(ranks), "classes": int(np.unique(y[union]).size),
+    info = {**dict(meta or {}), **settings.to_dict(), "ranks": int(ranks), "classes": int(np.unique(y).size),
             "device": str(dev),
             "code_version": provenance.code_version(), "wall_time_s": time.perf_counter() - start}
     return Agreement(tuple(layers), {name: np.array(v) for name, v in values.items()}, info)

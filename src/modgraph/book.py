@@ -412,10 +412,9 @@ def _plan(profile: Profile, names: Sequence[str], *, force: bool) -> list[tuple[
 def _say_training_estimate(profile: str, notebooks: Mapping[str, Mapping[str, Any]]) -> None:
     """Print how long the models that ``notebooks`` (name -> the parameters it runs with) will train take
     here (:func:`modgraph.plan.estimate_training`); nothing when the store holds them all."""
-    from modgraph.plan import PLANNERS, estimate_training, make_plan
+    from modgraph.plan import estimate_training, make_plan, requests_of
 
-    requests = {name: PLANNERS.get(name)({**notebook_parameters(name), **params}) for name, params in notebooks.items()}
-    models = make_plan(profile, requests=requests)
+    models = make_plan(profile, requests={name: requests_of(name, params) for name, params in notebooks.items()})
     if models.missing():
         _say(True, f"book: {estimate_training(models).summary()}; the chapters train them when they first need "
                    f"them (`make models PROFILE={profile}` trains the book's models beforehand, on a cluster too)")

@@ -46,6 +46,7 @@ __all__ = [
     "PlanItem",
     "Plan",
     "notebook_requests",
+    "requests_of",
     "make_plan",
     "format_macs",
     "format_duration",
@@ -152,9 +153,13 @@ def notebook_requests(profile: str) -> dict[str, list[Request]]:
         if nb not in PLANNERS.names():
             raise ValueError(f"notebook {nb!r} has no planner: register one in modgraph.plan.PLANNERS "
                              f"(planned notebooks: {', '.join(PLANNERS.names())})")
-        params = {**profiles.notebook_parameters(nb), **profiles.notebook_params(prof, nb)}
-        out[nb] = PLANNERS.get(nb)(params)
+        out[nb] = requests_of(nb, profiles.notebook_params(prof, nb))
     return out
+
+
+def requests_of(notebook: str, params: Mapping[str, Any]) -> list[Request]:
+    """The model requests of ``notebook`` run with ``params`` (its template's defaults fill in the rest)."""
+    return PLANNERS.get(notebook)({**profiles.notebook_parameters(notebook), **params})
 
 
 @functools.lru_cache(maxsize=None)

@@ -47,6 +47,19 @@ def plot_trend(
     return ax
 
 
+def _panel_grid(count: int, ncols: int, panel_size: tuple[float, float]) -> tuple[plt.Figure, list[plt.Axes]]:
+    """A figure of ``count`` panels in rows of at most ``ncols`` (the unused cells hidden) and its axes, row-major."""
+    if ncols < 1:
+        raise ValueError(f"ncols must be >= 1, got {ncols}")
+    ncols = min(ncols, count)
+    nrows = math.ceil(count / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[count:]:
+        ax.set_visible(False)
+    return fig, flat
+
+
 def sweep_figure(
     panels: Mapping[str, Mapping[str, "Curve"]],
     *,
@@ -62,21 +75,14 @@ def sweep_figure(
     then, when given, a :func:`plot_trend` panel of ``trend``."""
     if not panels:
         raise ValueError("sweep_figure needs at least one panel")
-    if ncols < 1:
-        raise ValueError(f"ncols must be >= 1, got {ncols}")
     count = len(panels) + (trend is not None)
-    ncols = min(ncols, count)
-    nrows = math.ceil(count / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows), squeeze=False)
-    flat = list(axes.flat)
+    fig, flat = _panel_grid(count, ncols, panel_size)
     for ax, (name, curves) in zip(flat, panels.items()):
         plot_curves(curves, ax=ax, title=name)
         if ax is not flat[0]:
             ax.sharey(flat[0])
     if trend is not None:
         plot_trend(trend, ax=flat[len(panels)], xlabel=trend_xlabel, log_x=log_x, title=trend_title)
-    for ax in flat[count:]:
-        ax.set_visible(False)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -127,10 +133,7 @@ def agreement_figure(
         raise ValueError("agreement_figure needs at least one model")
     if not ranks:
         raise ValueError("agreement_figure needs at least one rank")
-    ncols = max(1, min(ncols, len(agreements)))
-    nrows = math.ceil(len(agreements) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows), squeeze=False)
-    flat = list(axes.flat)
+    fig, flat = _panel_grid(len(agreements), ncols, panel_size)
     colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(ranks)))
     for ax, (model, agreement) in zip(flat, agreements.items()):
         depth = np.arange(1, len(agreement.layers) + 1)
@@ -147,8 +150,6 @@ def agreement_figure(
         ax.set_xlabel("layer (depth)")
         ax.set_ylabel("same-class share of neighbours")
         ax.set_ylim(0, 1)
-    for ax in flat[len(agreements):]:
-        ax.set_visible(False)
     handles, labels = flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize="small")
     fig.suptitle(title)
